@@ -1,0 +1,46 @@
+"""What the three console scripts share: one-line errors, signals, terminal detection."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+from recording.errors import ProfilerError
+
+
+def run(prog: str, main: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
+    """Run a command's main; turn ProfilerError into `prog: error: msg` and its exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        return main(args)
+    except ProfilerError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): nothing more to say, as coreutils do.
+        _silence_stdout()
+        return 141
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def is_terminal(stream: object = None) -> bool:
+    """Progress goes to a terminal only; quiet when piped or redirected."""
+    s = sys.stderr if stream is None else stream
+    isatty = getattr(s, "isatty", None)
+    return bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
+
+
+def restore_default_sigpipe() -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)

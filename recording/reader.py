@@ -1,0 +1,106 @@
+"""Read a recording from a Parquet file or an Arrow IPC stream (`-` is stdin).
+
+Both forms yield the same batches; a Parquet file is read row group by row group so a long
+recording does not have to fit in memory at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from recording.errors import RecordingFormatError
+from recording.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY
+
+PARQUET_MAGIC = b"PAR1"
+
+
+def check_schema(schema: pa.Schema, source: str) -> None:
+    meta = schema.metadata or {}
+    raw = meta.get(SCHEMA_VERSION_KEY)
+    if raw is None or "record" not in schema.names:
+        raise RecordingFormatError(
+            f"{source} is not an ebpf-record recording (no schema version); "
+            "record one with `ebpf-record --out FILE`"
+        )
+    try:
+        version = int(raw)
+    except ValueError:
+        raise RecordingFormatError(f"{source}: unreadable schema version {raw!r}") from None
+    if version > SCHEMA_VERSION:
+        raise RecordingFormatError(
+            f"{source} uses recording schema version {version}, this tool reads up to "
+            f"{SCHEMA_VERSION}; upgrade ebpf-profiler to symbolize it"
+        )
+
+
+def iter_batches(source: str, stdin: BinaryIO | None = None) -> Iterator[pa.RecordBatch]:
+    """Batches of a recording, in the order they were written."""
+    if source == "-":
+        yield from _iter_stream(stdin if stdin is not None else sys.stdin.buffer, "stdin")
+        return
+    try:
+        with open(source, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError:
+        raise RecordingFormatError(f"{source}: no such file") from None
+    except OSError as exc:
+        raise RecordingFormatError(f"{source}: cannot read ({exc.strerror})") from None
+    if head == PARQUET_MAGIC:
+        yield from _iter_parquet(source)
+    else:
+        with open(source, "rb") as f:
+            yield from _iter_stream(f, source)
+
+
+def _iter_parquet(path: str) -> Iterator[pa.RecordBatch]:
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RecordingFormatError(
+            f"{path} is truncated or corrupt ({_short(exc)}); a recorder that was killed with "
+            "SIGKILL leaves `FILE.partial` behind, which cannot be read"
+        ) from None
+    check_schema(pf.schema_arrow, path)
+    try:
+        for i in range(pf.num_row_groups):
+            yield from pf.read_row_group(i).to_batches()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RecordingFormatError(f"{path} is corrupt at row group {i}: {_short(exc)}") from None
+
+
+def _iter_stream(f: BinaryIO, source: str) -> Iterator[pa.RecordBatch]:
+    try:
+        reader = ipc.open_stream(f)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RecordingFormatError(
+            f"{source} is neither a Parquet recording nor an Arrow stream from "
+            f"`ebpf-record --out -` ({_short(exc)})"
+        ) from None
+    check_schema(reader.schema, source)
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise RecordingFormatError(f"{source}: stream ended mid-batch ({_short(exc)})") from None
+        yield batch
+
+
+def read_table(source: str) -> pa.Table:
+    batches = list(iter_batches(source))
+    if not batches:
+        from recording.schema import SCHEMA
+
+        return SCHEMA.empty_table()
+    return pa.Table.from_batches(batches)
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

@@ -1,0 +1,97 @@
+"""Schema of a recording, version 1.
+
+One flat table, one row per fact, typed by `record`. Columns that do not apply to a record
+type are null; Parquet stores runs of nulls almost for free. A flat table keeps the file
+queryable with plain SQL (`WHERE record = 'sample'`) and lets the same schema travel as an
+Arrow IPC stream, one batch per drain. docs/recording-format.md documents every column.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+SCHEMA_VERSION_KEY = b"ebpf_profiler.schema_version"
+
+
+class RecordType(StrEnum):
+    META = "meta"  # key/value facts about the run, written first
+    PROCESS = "process"  # one per (pid, maps_seq): a snapshot of a process
+    MAPPING = "mapping"  # executable mappings of a process snapshot
+    OBJECT = "object"  # one per ELF object: build ID and PT_LOAD headers as loaded
+    KSYM = "ksym"  # kernel symbols that recorded kernel frames fall in
+    KMOD = "kmod"  # kernel module bases
+    PERFMAP = "perfmap"  # /tmp/perf-PID.map entries (JIT code)
+    SAMPLE = "sample"  # a unique (pid, stacks) with its count in one drain window
+    WINDOW = "window"  # closes a drain window (also when it had no samples)
+    STATS = "stats"  # end-of-run counters: samples, lost samples, ...
+
+
+PHDR_TYPE = pa.struct(
+    [
+        ("offset", pa.uint64()),
+        ("vaddr", pa.uint64()),
+        ("filesz", pa.uint64()),
+        ("memsz", pa.uint64()),
+        ("flags", pa.uint32()),
+    ]
+)
+
+FIELDS: list[pa.Field] = [
+    pa.field("record", pa.string(), nullable=False),
+    pa.field("time_ns", pa.int64()),
+    pa.field("window_start_ns", pa.int64()),
+    pa.field("window_end_ns", pa.int64()),
+    # processes and samples
+    pa.field("pid", pa.int32()),
+    pa.field("ppid", pa.int32()),
+    pa.field("comm", pa.string()),
+    pa.field("exe", pa.string()),
+    pa.field("cgroup", pa.string()),
+    pa.field("container_id", pa.string()),
+    pa.field("maps_seq", pa.int32()),
+    # mappings (as in /proc/PID/maps)
+    pa.field("start", pa.uint64()),
+    pa.field("end", pa.uint64()),
+    pa.field("file_offset", pa.uint64()),
+    pa.field("path", pa.string()),
+    pa.field("inode", pa.uint64()),
+    pa.field("dev", pa.string()),
+    pa.field("perms", pa.string()),
+    # objects
+    pa.field("object_id", pa.string()),
+    pa.field("build_id", pa.string()),
+    pa.field("elf_type", pa.string()),
+    pa.field("phdrs", pa.list_(PHDR_TYPE)),
+    pa.field("data", pa.binary()),
+    pa.field("reason", pa.string()),
+    # samples: addresses leaf first, as bpf_get_stackid() stores them
+    pa.field("count", pa.int64()),
+    pa.field("user_stack", pa.list_(pa.uint64())),
+    pa.field("kernel_stack", pa.list_(pa.uint64())),
+    pa.field("user_stack_error", pa.int32()),
+    pa.field("kernel_stack_error", pa.int32()),
+    # reserved for a DWARF-unwinding mode (perf --call-graph dwarf): copied user stack bytes
+    # and registers per sample. Version 1 writers leave them null.
+    pa.field("user_regs", pa.list_(pa.uint64())),
+    pa.field("user_stack_bytes", pa.binary()),
+    # symbols (ksym, kmod, perfmap)
+    pa.field("addr", pa.uint64()),
+    pa.field("size", pa.uint64()),
+    pa.field("name", pa.string()),
+    pa.field("module", pa.string()),
+    # meta and stats
+    pa.field("key", pa.string()),
+    pa.field("value", pa.string()),
+]
+
+SCHEMA = pa.schema(FIELDS, metadata={SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode()})
+COLUMNS = [f.name for f in FIELDS]
+
+
+def rows_to_batch(rows: list[dict]) -> pa.RecordBatch:
+    """Build one batch from row dicts; missing columns are null."""
+    columns = {name: [r.get(name) for r in rows] for name in COLUMNS}
+    return pa.RecordBatch.from_pydict(columns, schema=SCHEMA)

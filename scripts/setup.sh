@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine (as root) for this project; safe to run again.
+# - Debian packages: bcc's Python binding exists only as python3-bpfcc; perf, binutils,
+#   elfutils, debuginfod, libc6-dbg, Go (for `go tool pprof`) and Chromium serve the tests.
+# - a .venv at the project root that also sees Debian's bcc (and nothing else from Debian).
+# - kernel headers for bcc when the running kernel has none (see recorder/kheaders.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(python3-bpfcc linux-headers-amd64 linux-perf binutils elfutils debuginfod libc6-dbg
+      golang-go chromium gcc make libc6-dev procps)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing Debian packages: ${missing[*]}; run 'make' as root to install them" >&2
+    exit 1
+  fi
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+# bcc's binding is pure Python over libbcc.so; expose only that package to the venv, so the
+# rest of Debian's dist-packages cannot shadow the venv's own versions.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+mkdir -p .venv/debian-bcc
+ln -sfn /usr/lib/python3/dist-packages/bcc .venv/debian-bcc/bcc
+echo "$PWD/.venv/debian-bcc" > "$site/debian_bcc.pth"
+
+stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing Python dependencies into .venv"
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e '.[dev]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+.venv/bin/python -c 'import bcc' 2>/dev/null || { echo "setup: .venv cannot import bcc" >&2; exit 1; }
+
+# bcc compiles BPF C against kernel headers; link Debian's when the running kernel has none.
+if [ "$(id -u)" = 0 ]; then
+  .venv/bin/python -m recorder.kheaders --ensure
+fi

@@ -1,0 +1,1 @@
+"""ebpf-symbolize: turn a recording into named stacks, offline."""

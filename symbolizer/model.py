@@ -1,0 +1,58 @@
+"""What symbolization produces and every output format (sink) consumes.
+
+A Frame is one resolved (or unresolved, with a reason) location; a Profile is the set of
+unique stacks with counts for one time window and one label set. Sinks in symbolizer/sinks/
+take Profiles; they never see the recording.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class FrameKind(StrEnum):
+    USER = "user"
+    KERNEL = "kernel"
+    VDSO = "vdso"
+    JIT = "jit"
+    ROOT = "root"  # the process name that roots each stack (as Pyroscope's agent does)
+
+
+@dataclass(frozen=True)
+class Frame:
+    name: str  # display name: function, `libfoo.so+0x1a2b`, or `[unknown]`
+    kind: FrameKind = FrameKind.USER
+    address: int = 0  # absolute address in the process (0 for ROOT frames)
+    object: str | None = None  # path of the object as recorded
+    build_id: str | None = None
+    elf_addr: int | None = None  # ELF virtual address within the object
+    file: str | None = None  # with --lines
+    line: int | None = None
+    inlined: bool = False  # an inlined call inside the next frame (towards the leaf)
+    reason: str | None = None  # set when unresolved: why
+
+    @property
+    def resolved(self) -> bool:
+        return self.reason is None
+
+
+Stack = tuple[Frame, ...]  # root first
+
+
+@dataclass
+class Profile:
+    """Unique stacks and counts of one window and one label set."""
+
+    start_ns: int
+    end_ns: int
+    sample_rate: int
+    labels: dict[str, str] = field(default_factory=dict)
+    stacks: dict[Stack, int] = field(default_factory=dict)
+
+    def add(self, stack: Stack, count: int) -> None:
+        self.stacks[stack] = self.stacks.get(stack, 0) + count
+
+    @property
+    def total(self) -> int:
+        return sum(self.stacks.values())
