@@ -1,0 +1,143 @@
+"""The `/ingest` client: one request per call, classified for the delivery loop.
+
+Requests carry only non-secret parameters (what the spool may store); credentials and extra
+headers are added here at send time, so they never sit in a request object, a spool file or
+a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from enum import Enum
+
+import requests
+
+from uploader.options import UploadOptions
+
+USER_AGENT = "ebpf-upload/0.1"
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """What goes to POST /ingest, minus authentication."""
+
+    params: tuple[tuple[str, str], ...]  # name, from, until, format, sampleRate, ...
+    body: bytes
+    content_type: str = "binary/octet-stream"
+
+    def param(self, key: str) -> str:
+        return dict(self.params).get(key, "")
+
+    def describe(self) -> str:
+        return f"{self.param('name')} [{self.param('from')}, {self.param('until')})"
+
+
+class Outcome(Enum):
+    OK = "ok"
+    RETRY = "retry"  # connection error, timeout, 5xx, 429, 408: try again later
+    REJECTED = "rejected"  # 4xx about this request (bad name, parse error, too large)
+    AUTH = "auth"  # 401/403: nothing will get through until the configuration changes
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    message: str = ""
+    status: int = 0
+    retry_after_s: float | None = None
+
+
+_ADVICE = {
+    400: "the server rejected the profile name or its parameters; check --application-name, "
+         "--tag and the labels in the input",
+    401: "the server refused the credentials; check PYROSCOPE_AUTH_TOKEN (or basic auth). "
+         "Phlare and Grafana Cloud also answer 401 when no tenant is given: set --tenant-id",
+    403: "the credentials are valid but may not write here; use a token with write access "
+         "for this tenant (--tenant-id)",
+    413: "the upload is too large for the server; lower --upload-rate so windows are smaller",
+    422: "the server could not parse the profile body; try --format folded, and report it",
+}
+
+
+class IngestClient:
+    def __init__(self, opts: UploadOptions) -> None:
+        self.opts = opts
+        self.url = opts.server_address + "/ingest"
+        self.session = requests.Session()
+        self.session.verify = True  # TLS verified, always
+        self._secrets = [s for s in (opts.auth_token, opts.basic_auth_password) if s]
+        self._secrets += [v for _, v in opts.headers if len(v) >= 4]
+
+    def redact(self, text: str) -> str:
+        for s in self._secrets:
+            text = text.replace(s, "***")
+        return text
+
+    def _headers(self, req: IngestRequest) -> dict[str, str]:
+        h = {"Content-Type": req.content_type, "User-Agent": USER_AGENT}
+        h.update(self.opts.headers)
+        o = self.opts
+        if o.auth_token:
+            h["Authorization"] = f"Bearer {o.auth_token}"
+        elif o.basic_auth_user and o.basic_auth_password:
+            pair = f"{o.basic_auth_user}:{o.basic_auth_password}".encode()
+            h["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        if o.tenant_id:
+            h["X-Scope-OrgID"] = o.tenant_id
+        return h
+
+    def send(self, req: IngestRequest) -> Result:
+        try:
+            resp = self.session.post(self.url, params=list(req.params), data=req.body,
+                                     headers=self._headers(req),
+                                     timeout=self.opts.request_timeout_s)
+        except requests.Timeout:
+            return Result(Outcome.RETRY, f"no answer from {self.opts.server_address} within "
+                          f"{self.opts.request_timeout_s:g}s (--upstream-request-timeout)")
+        except requests.exceptions.SSLError as exc:
+            return Result(Outcome.AUTH, self.redact(
+                f"TLS verification of {self.opts.server_address} failed ({_root(exc)}); fix "
+                "the server certificate or add its CA to the system trust store"))
+        except requests.RequestException as exc:
+            return Result(Outcome.RETRY, self.redact(
+                f"cannot reach {self.opts.server_address}: {_root(exc)}"))
+        status = resp.status_code
+        if 200 <= status < 300:
+            return Result(Outcome.OK, status=status)
+        detail = self.redact(_server_message(resp))
+        if status >= 500 or status in (408, 429):
+            return Result(Outcome.RETRY, f"server answered {status} {detail}".rstrip(),
+                          status, _retry_after(resp))
+        advice = _ADVICE.get(status, "the server refused the upload")
+        message = f"server answered {status}" + (f" ({detail})" if detail else "")
+        kind = Outcome.AUTH if status in (401, 403) else Outcome.REJECTED
+        return Result(kind, f"{message}: {advice}", status)
+
+
+def _root(exc: BaseException) -> str:
+    """The innermost cause, short (requests wraps urllib3 wraps socket errors)."""
+    while exc.__context__ is not None and exc.__context__ is not exc:
+        exc = exc.__context__
+    text = str(exc) or type(exc).__name__
+    return text.split("] ")[-1][:200]
+
+
+def _server_message(resp: requests.Response) -> str:
+    text = resp.text[:500].strip()
+    try:
+        data = json.loads(text)
+        if isinstance(data, dict) and data.get("message"):
+            return str(data["message"])[:300]
+    except ValueError:
+        pass
+    return text[:300]
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    v = resp.headers.get("Retry-After", "")
+    try:
+        return min(float(v), 60.0) if v else None
+    except ValueError:
+        return None

@@ -1,0 +1,119 @@
+"""Read folded text, with the window headers `ebpf-symbolize` writes.
+
+Convention (docs/recording-format.md, "Folded output with windows"): a line
+`# ebpf-profiler {"from_ns": ..., "until_ns": ..., "sample_rate": ..., "labels": {...}}` opens
+a block of `frame;frame;leaf COUNT` lines; `# ebpf-profiler-window-end` follows the last block
+of each window in a stream. Other `#` lines are comments. Text without headers is one block
+whose window comes from --from/--until.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from recording.errors import RecordingFormatError
+
+HEADER = "# ebpf-profiler "
+WINDOW_END = "# ebpf-profiler-window-end"
+
+
+@dataclass
+class Block:
+    """Stacks of one window and label set as read; from/until None for plain text."""
+
+    from_ns: int | None
+    until_ns: int | None
+    sample_rate: int | None
+    labels: dict[str, str] = field(default_factory=dict)
+    stacks: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WindowEnd:
+    """The stream says: every block of the window ending at until_ns has been written."""
+
+    until_ns: int | None
+
+
+Event = Block | WindowEnd
+
+
+def _looks_binary(first: str) -> bool:
+    # Parquet files start with PAR1; Arrow IPC streams with the 0xFFFFFFFF continuation marker.
+    return first.startswith("PAR1") or first.startswith("\ufffd\ufffd\ufffd\ufffd") or \
+        first.startswith("ARROW1") or "\x00" in first[:64]
+
+
+class FoldedParser:
+    """Feed lines one by one (a stream) and collect events; `close()` at end of input."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lineno = 0
+        self._block: Block | None = None
+        self._last_until: int | None = None
+
+    def _fail(self, what: str) -> RecordingFormatError:
+        return RecordingFormatError(f"{self.source}:{self.lineno}: {what}")
+
+    def feed(self, line: str) -> list[Event]:
+        self.lineno += 1
+        if self.lineno == 1 and _looks_binary(line):
+            raise RecordingFormatError(
+                f"{self.source}: this is a recording, not folded text; pipe it through "
+                "ebpf-symbolize first: ebpf-symbolize - | ebpf-upload -")
+        line = line.rstrip("\r\n")
+        events: list[Event] = []
+        if line.startswith(HEADER):
+            events += self._finish()
+            self._block = self._header(line[len(HEADER):])
+            self._last_until = self._block.until_ns
+        elif line.strip() == WINDOW_END:
+            events += self._finish()
+            events.append(WindowEnd(self._last_until))
+        elif line.startswith("#") or not line.strip():
+            pass
+        else:
+            stack, sp, count = line.rpartition(" ")
+            # Pyroscope splits at the last space and needs an integer count (else 422).
+            if not sp or not stack.strip() or not count.isdigit():
+                raise self._fail(f"not a folded line (want 'frame;frame;leaf COUNT'): "
+                                 f"{line[:80]!r}")
+            if self._block is None:
+                self._block = Block(None, None, None)
+            st = self._block.stacks
+            st[stack] = st.get(stack, 0) + int(count)
+        return events
+
+    def close(self) -> list[Event]:
+        return self._finish()
+
+    def _finish(self) -> list[Event]:
+        b, self._block = self._block, None
+        return [b] if b is not None else []
+
+    def _header(self, text: str) -> Block:
+        try:
+            meta = json.loads(text)
+            from_ns, until_ns = int(meta["from_ns"]), int(meta["until_ns"])
+            rate = meta.get("sample_rate")
+            labels = meta.get("labels") or {}
+            if not isinstance(labels, dict):
+                raise TypeError("labels is not an object")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._fail(f"bad ebpf-profiler header ({exc}); expected "
+                             '{"from_ns": N, "until_ns": N, "sample_rate": N, "labels": {}}'
+                             ) from None
+        if until_ns < from_ns:
+            raise self._fail("header has until_ns before from_ns")
+        return Block(from_ns, until_ns, int(rate) if rate else None,
+                     {str(k): str(v) for k, v in labels.items()})
+
+
+def parse_lines(lines: Iterable[str], source: str) -> Iterator[Event]:
+    parser = FoldedParser(source)
+    for line in lines:
+        yield from parser.feed(line)
+    yield from parser.close()

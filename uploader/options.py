@@ -1,0 +1,262 @@
+"""Options of `ebpf-upload`, as flags with `PYROSCOPE_*` environment twins.
+
+Precedence follows the `pyroscope ebpf` agent: a flag wins over its environment twin
+(`PYROSCOPE_` + the flag in upper snake case), which wins over the default. Repeatable
+`--tag`/`--header` merge per key: `PYROSCOPE_TAG="env=prod,team=db"` plus `--tag env=dev`
+gives env=dev, team=db.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from recording.errors import UsageError
+from uploader.timeparse import parse_duration, parse_instant
+
+log = logging.getLogger("ebpf-upload")
+
+DEFAULT_SERVER = "http://localhost:4040"
+DEFAULT_SPOOL_MAX = 64 * 1024 * 1024
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
+FORMATS = ("folded", "pprof")
+
+
+def default_spool_dir() -> Path:
+    """$XDG_STATE_HOME/ebpf-profiler/spool (~/.local/state/... when unset): state that must
+    survive a restart, which is what the XDG spec puts under the state directory."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "ebpf-profiler" / "spool"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter (delay = uniform(0, min(max, base * 2**n)))."""
+
+    attempts: int = 4  # tries per window before it goes to the spool
+    base_s: float = 0.5
+    max_s: float = 8.0
+
+
+@dataclass(frozen=True)
+class UploadOptions:
+    """Everything one run needs. Secrets have repr=False so they never reach a log line."""
+
+    application_name: str
+    server_address: str = DEFAULT_SERVER
+    auth_token: str | None = field(default=None, repr=False)
+    basic_auth_user: str | None = None
+    basic_auth_password: str | None = field(default=None, repr=False)
+    tenant_id: str | None = None
+    # extra headers may carry keys too (X-API-Key): kept out of repr and out of the spool
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    tags: tuple[tuple[str, str], ...] = ()
+    sample_rate: int | None = None  # None: take it from the file's headers, else 100
+    spy_name: str = "ebpfspy"
+    request_timeout_s: float = 10.0
+    upload_rate_s: float = 10.0
+    format: str = "folded"
+    spool_dir: Path = field(default_factory=default_spool_dir)
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX
+    retime: bool = False
+    allow_old: bool = False
+    from_ns: int | None = None  # window of plain folded text (no headers)
+    until_ns: int | None = None
+    inputs: tuple[str, ...] = ()
+    retry: RetryPolicy = RetryPolicy()
+    log_level: str = "info"
+    no_logging: bool = False
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.auth_token or self.basic_auth_password or self.headers)
+
+
+# (flag, type, help); dest is the flag in snake case, env twin PYROSCOPE_<DEST upper>
+_FLAGS: list[tuple[str, str, str]] = [
+    ("--application-name", "str", "application name (empty: ebpfspy.<random>)"),
+    ("--server-address", "str", f"Pyroscope server (default {DEFAULT_SERVER})"),
+    ("--auth-token", "str", "Bearer token; prefer PYROSCOPE_AUTH_TOKEN (flags show in ps)"),
+    ("--basic-auth-user", "str", "HTTP basic auth user"),
+    ("--basic-auth-password", "str", "HTTP basic auth password; prefer the environment"),
+    ("--tenant-id", "str", "tenant, sent as X-Scope-OrgID (Phlare, Grafana Cloud)"),
+    ("--header", "kv", "extra HTTP header k=v (repeatable)"),
+    ("--tag", "kv", "label k=v added to every profile name (repeatable)"),
+    ("--sample-rate", "int", "Hz of plain folded input (headers from ebpf-symbolize win)"),
+    ("--spy-name", "str", "spyName sent to the server (default ebpfspy)"),
+    ("--upstream-request-timeout", "dur", "timeout of one upload request (default 10s)"),
+    ("--upload-rate", "dur", "upload window length, aligned to its multiples (default 10s)"),
+    ("--log-level", "str", "debug, info, warn or error (default info)"),
+    ("--no-logging", "bool", "log nothing but errors"),
+    ("--format", "str", "body format: folded (default) or pprof"),
+    ("--spool-dir", "str", "where undeliverable windows wait (default $XDG_STATE_HOME/...)"),
+    ("--spool-max-bytes", "int", f"spool size cap, oldest dropped first ({DEFAULT_SPOOL_MAX})"),
+    ("--retime", "bool", "shift windows to end now, keeping their spacing (old recordings)"),
+    ("--allow-old", "bool", "send windows older than 1 hour anyway (legacy v0 servers)"),
+    ("--retries", "int", "tries per window before it is spooled (default 4)"),
+    ("--from", "time", "start of plain folded input (default: --until minus --upload-rate)"),
+    ("--until", "time", "end of plain folded input (default: now)"),
+]
+
+SECRET_FLAGS = ("--auth-token", "--basic-auth-password", "--header")
+
+
+def env_name(flag: str) -> str:
+    return "PYROSCOPE_" + flag.lstrip("-").replace("-", "_").upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ebpf-upload",
+        description="Upload folded profiles to Pyroscope /ingest; with '-', read a stream "
+        "(ebpf-record --out - | ebpf-symbolize - | ebpf-upload -) and upload each window.",
+        epilog="Every flag has an environment twin PYROSCOPE_<FLAG> (e.g. "
+        "PYROSCOPE_AUTH_TOKEN); the flag wins.",
+    )
+    p.add_argument("inputs", nargs="*", metavar="FILE",
+                   help="folded files from ebpf-symbolize, or '-' for stdin (the default)")
+    for flag, kind, help_ in _FLAGS:
+        dest = flag.lstrip("-").replace("-", "_")
+        if kind == "bool":
+            p.add_argument(flag, dest=dest, action="store_const", const=True, default=None,
+                           help=help_)
+        elif kind == "kv":
+            p.add_argument(flag, dest=dest, action="append", default=None, metavar="K=V",
+                           help=help_)
+        else:
+            p.add_argument(flag, dest=dest, default=None, help=help_)
+    return p
+
+
+def _truthy(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _kv(items: Sequence[str], what: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        k, eq, v = item.partition("=")
+        if not eq or not k.strip():
+            raise UsageError(f"{what}: {item!r} is not k=v")
+        out.append((k.strip(), v))
+    return out
+
+
+def _merged_kv(flag_vals: list[str] | None, env_val: str | None, what: str
+               ) -> tuple[tuple[str, str], ...]:
+    merged: dict[str, str] = {}
+    if env_val:
+        merged.update(_kv([s for s in env_val.split(",") if s.strip()], what))
+    if flag_vals:
+        merged.update(_kv(flag_vals, what))
+    return tuple(merged.items())
+
+
+def resolve(ns: argparse.Namespace, env: Mapping[str, str]) -> UploadOptions:
+    """Flags > PYROSCOPE_* environment > defaults, checked and typed."""
+
+    def pick(flag: str) -> str | None:
+        v = getattr(ns, flag.lstrip("-").replace("-", "_"))
+        if v is not None:
+            return str(v) if not isinstance(v, bool) else ("true" if v else "false")
+        return env.get(env_name(flag))
+
+    def pick_int(flag: str, default: int | None) -> int | None:
+        v = pick(flag)
+        if v is None or v == "":
+            return default
+        try:
+            n = int(v)
+        except ValueError:
+            raise UsageError(f"{flag}: {v!r} is not a whole number") from None
+        if n <= 0:
+            raise UsageError(f"{flag}: must be positive, got {n}")
+        return n
+
+    app = (pick("--application-name") or "").strip()
+    if not app:
+        app = "ebpfspy." + secrets.token_hex(4)
+        log.warning("no application name given (--application-name or "
+                    "PYROSCOPE_APPLICATION_NAME); using %s, as the pyroscope ebpf agent does", app)
+
+    server = (pick("--server-address") or DEFAULT_SERVER).strip().rstrip("/")
+    parts = urlsplit(server)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--server-address: {server!r} is not an http(s) URL; "
+                         "write e.g. http://localhost:4040")
+    if parts.username or parts.password:
+        raise UsageError("--server-address: credentials in the URL would show in logs and "
+                         "process lists; use PYROSCOPE_BASIC_AUTH_USER/_PASSWORD or "
+                         "PYROSCOPE_AUTH_TOKEN instead")
+
+    fmt = (pick("--format") or "folded").lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"--format: {fmt!r}; choose folded or pprof")
+    level = (pick("--log-level") or "info").lower()
+    if level not in LOG_LEVELS:
+        raise UsageError(f"--log-level: {level!r}; choose debug, info, warn or error")
+
+    def dur(flag: str, default: float) -> float:
+        v = pick(flag)
+        d = default if not v else parse_duration(v, flag)
+        if d <= 0:
+            raise UsageError(f"{flag}: must be more than zero")
+        return d
+
+    user = pick("--basic-auth-user") or None
+    password = pick("--basic-auth-password") or None
+    if bool(user) != bool(password):
+        raise UsageError("basic auth needs both --basic-auth-user and --basic-auth-password "
+                         "(or PYROSCOPE_BASIC_AUTH_USER and PYROSCOPE_BASIC_AUTH_PASSWORD)")
+    until_text, from_text = pick("--until"), pick("--from")
+    until_ns = parse_instant(until_text, "--until") if until_text else None
+    from_ns = parse_instant(from_text, "--from") if from_text else None
+    if from_ns is not None and until_ns is not None and from_ns >= until_ns:
+        raise UsageError("--from must be before --until")
+    attempts = pick_int("--retries", RetryPolicy.attempts)
+    spool_dir = pick("--spool-dir")
+    inputs = tuple(ns.inputs) or ("-",)
+    opts = UploadOptions(
+        application_name=app,
+        server_address=server,
+        auth_token=pick("--auth-token") or None,
+        basic_auth_user=user,
+        basic_auth_password=password,
+        tenant_id=pick("--tenant-id") or None,
+        headers=_merged_kv(ns.header, env.get(env_name("--header")), "--header"),
+        tags=_merged_kv(ns.tag, env.get(env_name("--tag")), "--tag"),
+        sample_rate=pick_int("--sample-rate", None),
+        spy_name=pick("--spy-name") or "ebpfspy",
+        request_timeout_s=dur("--upstream-request-timeout", 10.0),
+        upload_rate_s=dur("--upload-rate", 10.0),
+        format=fmt,
+        spool_dir=Path(spool_dir) if spool_dir else default_spool_dir(),
+        spool_max_bytes=pick_int("--spool-max-bytes", DEFAULT_SPOOL_MAX) or DEFAULT_SPOOL_MAX,
+        retime=_truthy(pick("--retime") or ""),
+        allow_old=_truthy(pick("--allow-old") or ""),
+        from_ns=from_ns,
+        until_ns=until_ns,
+        inputs=inputs,
+        retry=RetryPolicy(attempts=attempts or RetryPolicy.attempts),
+        log_level=level,
+        no_logging=_truthy(pick("--no-logging") or ""),
+    )
+    if opts.retime and opts.allow_old:
+        raise UsageError("--retime and --allow-old exclude each other; pick one")
+    _warn_insecure(opts)
+    return opts
+
+
+def _warn_insecure(opts: UploadOptions) -> None:
+    parts = urlsplit(opts.server_address)
+    loopback = parts.hostname in ("localhost", "::1") or (parts.hostname or "").startswith("127.")
+    if parts.scheme == "http" and not loopback and opts.has_credentials:
+        log.warning("credentials go to %s over plain http and can be read on the way; "
+                    "use https://", parts.hostname)

@@ -1,0 +1,77 @@
+"""Replay: read whole files, then upload their windows in time order."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+
+from recording.cli import is_terminal
+from recording.errors import UsageError
+from uploader.folded import Block, parse_lines
+from uploader.limits import MAX_AGE_S, check_age
+from uploader.names import check_labels, merge_labels
+from uploader.options import UploadOptions
+from uploader.session import Session
+from uploader.source import BlockFiller
+from uploader.windows import Batcher, Window, retime
+
+log = logging.getLogger("ebpf-upload")
+
+
+def _lines(path: str) -> Iterator[str]:
+    if path == "-":
+        yield from sys.stdin
+        return
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            yield from f
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def read_windows(opts: UploadOptions) -> list[Window]:
+    filler = BlockFiller(opts)
+    batcher = Batcher(int(opts.upload_rate_s * 1e9), opts.sample_rate or 100)
+    for path in opts.inputs:
+        for ev in parse_lines(_lines(path), "stdin" if path == "-" else path):
+            if isinstance(ev, Block):
+                batcher.add(filler.fill(ev))
+    return batcher.pop_all()
+
+
+def prepare_windows(windows: list[Window], opts: UploadOptions) -> list[Window]:
+    """Retime if asked, then refuse (before sending anything) what the server would reject."""
+    if opts.retime and windows:
+        shift = retime(windows, int(opts.upload_rate_s * 1e9))
+        log.info("--retime: windows shifted by %.0f s to end now", shift / 1e9)
+        limit = time.time() - MAX_AGE_S
+        old = [w for w in windows if w.from_ns / 1e9 < limit]
+        if old:
+            log.warning("the input spans more than 1 hour: after --retime its %d earliest "
+                        "window(s) are still older than the server accepts and are skipped",
+                        len(old))
+            windows = [w for w in windows if w.from_ns / 1e9 >= limit]
+    for w in windows:
+        check_age(w.from_ns, w.until_ns, allow_old=opts.allow_old)
+        check_labels(merge_labels(opts.tags, w.labels), "labels of window")
+    return windows
+
+
+def run_replay(opts: UploadOptions) -> int:
+    windows = prepare_windows(read_windows(opts), opts)
+    if not windows:
+        log.warning("no stacks in the input; nothing to upload")
+        return 0
+    session = Session(opts)
+    session.deliverer.drain_spool()
+    progress = is_terminal()
+    for i, w in enumerate(windows, 1):
+        session.send_window(w)
+        if progress:
+            print(f"\rebpf-upload: {i}/{len(windows)} windows", end="", file=sys.stderr)
+    if progress:
+        print(file=sys.stderr)
+    log.info("done: %s", session.summary())
+    return 0
