@@ -486,6 +486,14 @@ def test_outside_kubernetes_labels_come_from_the_cgroup():
     assert d.labels_for("/", docker) == {"container_id": docker}
 
 
+def test_the_whole_cgroup_file_is_accepted_too(api):
+    # the recording's `cgroup` column holds /proc/PID/cgroup as read (v1 lines here)
+    d, _, _ = discovery(api)
+    text = f"12:cpuset:{scope(APP_UID, APP_CID)}\n1:name=systemd:{scope(APP_UID, APP_CID)}\n"
+    assert d.labels_for(text)["container_name"] == "checkout"
+    assert d.labels_for_cgroup_text(text)["container_name"] == "checkout"
+
+
 def test_outside_kubernetes_only_services_keeps_units_and_containers():
     d = Discovery(DiscoveryOptions(only_services=True), warn=pytest.fail)
     assert d.labels_for("/system.slice/nginx.service") == {"systemd_unit": "nginx.service"}

@@ -122,8 +122,12 @@ class Discovery:
     def labels_for(self, cgroup_path: str | None, container_id: str | None = None
                    ) -> dict[str, str] | None:
         """Labels for a process with this cgroup path (and container ID, when the recording
-        has it), or None when only_services is on and discovery cannot place the process."""
-        info = path_info(cgroup_path or "")
+        has it), or None when only_services is on and discovery cannot place the process.
+
+        cgroup_path may also be the whole /proc/PID/cgroup text (the recording's `cgroup`
+        column keeps it as read): a path starts with `/`, the file's lines with `N:`."""
+        text = cgroup_path or ""
+        info = path_info(text) if text.startswith("/") or not text else container_info(text)
         if container_id and container_id != info.container_id:
             info = CgroupInfo(info.path, container_id, info.runtime, info.pod_uid, None)
         return self.labels_for_info(info)
