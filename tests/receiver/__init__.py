@@ -4,6 +4,6 @@ See server.py; it is validated against the real `pyroscope-io==0.8.4` client in
 tests/integration/test_upload_receiver.py.
 """
 
-from tests.receiver.server import Ingest, Receiver
+from .server import Ingest, Receiver
 
 __all__ = ["Ingest", "Receiver"]

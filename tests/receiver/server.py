@@ -25,7 +25,7 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from tests.receiver.pprof_decode import ProtoError, pprof_to_folded
+from .pprof_decode import ProtoError, pprof_to_folded
 
 APP_RE = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.]+$")

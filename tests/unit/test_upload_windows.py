@@ -1,0 +1,81 @@
+"""Reading folded text with window headers, grouping into aligned windows, retime."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recording.errors import RecordingFormatError
+from uploader.folded import Block, WindowEnd, parse_lines
+from uploader.windows import Batcher, Window, retime
+
+S = 1_000_000_000
+
+
+def header(f: int, u: int, rate: int = 100, labels: dict | None = None) -> str:
+    meta = {"from_ns": f * S, "until_ns": u * S, "sample_rate": rate, "labels": labels or {}}
+    return "# ebpf-profiler " + json.dumps(meta)
+
+
+def test_headers_blocks_and_window_ends():
+    text = [header(100, 101), "a;b 3", "a;c 4", header(100, 101, labels={"pod": "p"}), "a;b 1",
+            "# ebpf-profiler-window-end", "# a comment", "", header(101, 102), "a;b 2"]
+    events = list(parse_lines(text, "t"))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["Block", "Block", "WindowEnd", "Block"]
+    first = events[0]
+    assert isinstance(first, Block)
+    assert first.stacks == {"a;b": 3, "a;c": 4} and first.from_ns == 100 * S
+    assert isinstance(events[1], Block) and events[1].labels == {"pod": "p"}
+    assert events[2] == WindowEnd(101 * S)
+
+
+def test_plain_folded_is_one_block_without_window():
+    (b,) = parse_lines(["x;y 1\n", "x;y 2\n", "x;z 5\n"], "t")
+    assert isinstance(b, Block) and b.from_ns is None and b.stacks == {"x;y": 3, "x;z": 5}
+
+
+@pytest.mark.parametrize("lines,needle", [
+    (["a;b notanumber"], "not a folded line"),
+    (["# ebpf-profiler {bad json"], "bad ebpf-profiler header"),
+    (["# ebpf-profiler {\"from_ns\": 5}"], "bad ebpf-profiler header"),
+    (["PAR1\x00\x00"], "pipe it through ebpf-symbolize"),
+])
+def test_bad_input_names_file_line_and_fix(lines, needle):
+    with pytest.raises(RecordingFormatError) as exc:
+        list(parse_lines(lines, "in.folded"))
+    assert needle in str(exc.value) and "in.folded" in str(exc.value)
+
+
+def test_drain_windows_sum_into_aligned_upload_windows():
+    b = Batcher(10 * S, 100)
+    for sec in (103, 104, 109, 110, 111):
+        b.add(Block(sec * S, (sec + 1) * S, 100, {}, {"a;b": 1, f"s{sec}": 1}))
+    done = b.pop_complete(110 * S)
+    assert [(w.from_ns // S, w.until_ns // S) for w in done] == [(100, 110)]
+    assert done[0].stacks["a;b"] == 3
+    rest = b.pop_all()
+    assert [(w.from_ns // S, w.until_ns // S) for w in rest] == [(110, 120)]
+    assert rest[0].total == 4
+
+
+def test_labels_and_rates_are_separate_uploads_and_spanning_blocks_stay_whole():
+    b = Batcher(10 * S, 100)
+    b.add(Block(101 * S, 102 * S, 100, {"pod": "a"}, {"x": 1}))
+    b.add(Block(101 * S, 102 * S, 100, {"pod": "b"}, {"x": 1}))
+    b.add(Block(101 * S, 102 * S, 97, {"pod": "a"}, {"x": 1}))
+    b.add(Block(95 * S, 135 * S, 100, {}, {"y": 9}))  # whole-run block: not split
+    ws = b.pop_all()
+    assert len(ws) == 4
+    assert any(w.from_ns == 95 * S and w.until_ns == 135 * S for w in ws)
+
+
+def test_retime_ends_now_keeps_spacing_and_alignment():
+    ws = [Window(1000 * S, 1010 * S, 100), Window(1030 * S, 1040 * S, 100)]
+    now = 50_007 * S
+    shift = retime(ws, 10 * S, now_ns=now)
+    assert ws[1].until_ns == 50_000 * S  # last boundary <= now
+    assert ws[1].from_ns - ws[0].from_ns == 30 * S
+    assert shift % (10 * S) == 0
+    assert all(w.from_ns % (10 * S) == 0 for w in ws)
