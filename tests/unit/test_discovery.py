@@ -331,7 +331,7 @@ def test_rbac_denied_is_one_clear_message(api):
     assert len(warned) == 1
     msg = warned[0]
     assert "403 Forbidden" in msg and 'cannot list resource "pods"' in msg
-    assert "deploy/kubernetes/rbac.yaml" in msg
+    assert "deploy/kubernetes/20-rbac.yaml" in msg
     assert "without pod labels" in msg
     assert TOKEN not in msg and "bearer" not in msg.lower()
     assert d.problem is not None and "403" in d.problem

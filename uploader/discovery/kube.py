@@ -28,7 +28,7 @@ from kubernetes.config.incluster_config import (
 )
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-RBAC_HINT = "apply deploy/kubernetes/rbac.yaml (a ClusterRole with get/list/watch on pods)"
+RBAC_HINT = "apply deploy/kubernetes/20-rbac.yaml (a ClusterRole with get/list/watch on pods)"
 
 
 class PodListError(Exception):
@@ -59,7 +59,7 @@ def in_cluster_configuration(
         raise PodListError(
             "token-missing",
             f"no service account token at {token}: set serviceAccountName and leave "
-            "automountServiceAccountToken on in the DaemonSet (deploy/kubernetes/daemonset.yaml)",
+            "automountServiceAccountToken on (deploy/kubernetes/40-daemonset.yaml)",
         )
     cfg = client.Configuration()
     try:
