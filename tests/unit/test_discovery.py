@@ -509,6 +509,14 @@ def test_labels_for_this_process():
     assert d.labels_for_pid(2**22 + 7, proc_root="/nonexistent") == {}
 
 
+def test_a_free_text_service_name_cannot_break_the_profile_name(api):
+    odd = app_pod()
+    odd["metadata"]["annotations"]["pyroscope.io/service_name"] = " shop,checkout{v=2} "
+    api.answer = lambda: (200, pod_list([odd]))
+    d, _, _ = discovery(api)
+    assert d.labels_for(None, APP_CID)["service_name"] == "shop_checkout_v_2_"
+
+
 @pytest.mark.parametrize(
     ("key", "name"),
     [("app.kubernetes.io/name", "app_kubernetes_io_name"),

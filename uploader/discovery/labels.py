@@ -21,6 +21,10 @@ SERVICE_NAME_ANNOTATION = "pyroscope.io/service_name"
 # (`pod<hash>`), while metadata.uid of the mirror pod is a different, API-made UUID.
 CONFIG_HASH_ANNOTATION = "kubernetes.io/config.hash"
 _NOT_LABEL_CHAR = re.compile(r"[^A-Za-z0-9_]")
+# Pyroscope's `app.cpu{k=v,...}` has no quoting: these would change the name's meaning, and
+# ebpf-upload refuses such a value. Annotations are free text written by pod owners, so one
+# pod must not be able to stop every upload of the node.
+_NOT_VALUE_CHAR = re.compile(r"[,}={\n]")
 
 
 def label_name(key: str) -> str:
@@ -55,8 +59,13 @@ def pod_labels(pod: Mapping[str, Any]) -> dict[str, str]:
             out[label_name(key)] = pod_label_values[key]
     service = (meta.get("annotations") or {}).get(SERVICE_NAME_ANNOTATION)
     if service:
-        out["service_name"] = service
+        out["service_name"] = label_value(service.strip())
     return out
+
+
+def label_value(value: str) -> str:
+    """`a,b=c` -> `a_b_c`: a value Pyroscope's name syntax can carry."""
+    return _NOT_VALUE_CHAR.sub("_", value)
 
 
 def pod_uids(pod: Mapping[str, Any]) -> list[str]:
