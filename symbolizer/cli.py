@@ -1,0 +1,246 @@
+"""ebpf-symbolize FILE|- : a recording in, named stacks out (folded by default)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from recording.cli import is_terminal, run
+from recording.errors import OutputError, ProfilerError, UsageError
+from recording.reader import iter_batches
+from symbolizer.engine import Engine
+from symbolizer.model import Profile
+from symbolizer.options import (
+    DEFAULT_DEBUG_DIRS,
+    DEFAULT_SYMBOL_CACHE_SIZE,
+    SymbolizeOptions,
+    debuginfod_urls_from_env,
+    default_cache_dir,
+)
+from symbolizer.resolve import load_lines_fn
+from symbolizer.sinks import SinkOptions, available_formats, get_sink
+from symbolizer.windows import WindowGrouper, WindowPlan
+
+PROG = "ebpf-symbolize"
+_UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def parse_duration_ns(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h)?\s*", text)
+    if not m or float(m.group(1)) <= 0:
+        raise UsageError(f"bad duration {text!r}; use e.g. 10s, 500ms, 1m")
+    return int(float(m.group(1)) * _UNITS[m.group(2) or "s"])
+
+
+@dataclass(frozen=True)
+class TimeBound:
+    """--from/--until: Unix seconds, an ISO 8601 time, or +DURATION from the recording start."""
+
+    absolute_ns: int | None = None
+    offset_ns: int | None = None
+
+    def resolve(self, start_ns: int) -> int:
+        return self.absolute_ns if self.absolute_ns is not None else start_ns + (
+            self.offset_ns or 0)
+
+
+def parse_time(text: str, flag: str) -> TimeBound:
+    if text.startswith("+"):
+        return TimeBound(offset_ns=parse_duration_ns(text[1:]))
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        # 19 digits are nanoseconds, as Pyroscope reads from/until; else seconds.
+        return TimeBound(absolute_ns=int(value) if value >= 1e17 else int(value * 1e9))
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"bad {flag} {text!r}; give Unix seconds, an ISO time (2025-01-31T12:00:00Z) "
+            "or +10s from the recording start") from None
+    if t.tzinfo is None:
+        t = t.astimezone()
+    return TimeBound(absolute_ns=int(t.timestamp() * 1e9))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Symbolize an ebpf-record recording offline: named stacks as folded text "
+                    "(default) or another --format. Never runs code from the files it reads.")
+    p.add_argument("recording", help="recording file (Parquet or Arrow stream), or - for stdin")
+    p.add_argument("--format", default="folded",
+                   help=f"output format: {', '.join(available_formats())} (default folded)")
+    p.add_argument("--out", default="-", help="output file (default: stdout)")
+    p.add_argument("--debug-dir", action="append", dest="debug_dirs", metavar="DIR",
+                   help="directory with a .build-id/xx/rest.debug tree (repeatable; default "
+                        "/usr/lib/debug)")
+    p.add_argument("--sysroot", help="look recorded paths up under this root (an unpacked "
+                                     "container image or a copy of another machine's files)")
+    p.add_argument("--debuginfod-url", action="append", dest="debuginfod_urls", metavar="URL",
+                   help="debuginfod server (repeatable; default: $DEBUGINFOD_URLS)")
+    p.add_argument("--cache-dir", default=None,
+                   help="symbol cache directory (default $XDG_CACHE_HOME/ebpf-profiler)")
+    p.add_argument("--symbol-cache-size", type=int, default=None,
+                   help="objects kept in memory (default 256, env PYROSCOPE_SYMBOL_CACHE_SIZE)")
+    p.add_argument("--from", dest="from_", metavar="TIME",
+                   help="first time to include: Unix seconds, ISO time, or +DURATION")
+    p.add_argument("--until", metavar="TIME", help="end of the time to include (exclusive)")
+    p.add_argument("--window", metavar="DURATION",
+                   help="split output into windows of this length (e.g. 10s)")
+    p.add_argument("--lines", action="store_true",
+                   help="add file:line and inlined frames from DWARF")
+    return p
+
+
+def options_from_args(a: argparse.Namespace) -> SymbolizeOptions:
+    size = a.symbol_cache_size
+    if size is None:
+        env = os.environ.get("PYROSCOPE_SYMBOL_CACHE_SIZE")
+        try:
+            size = int(env) if env else DEFAULT_SYMBOL_CACHE_SIZE
+        except ValueError:
+            raise UsageError(f"PYROSCOPE_SYMBOL_CACHE_SIZE={env!r} is not a number") from None
+    if size < 1:
+        raise UsageError("--symbol-cache-size must be at least 1")
+    return SymbolizeOptions(
+        debug_dirs=tuple(a.debug_dirs) if a.debug_dirs else DEFAULT_DEBUG_DIRS,
+        sysroot=a.sysroot,
+        debuginfod_urls=tuple(a.debuginfod_urls) if a.debuginfod_urls
+        else debuginfod_urls_from_env(),
+        cache_dir=a.cache_dir or default_cache_dir(),
+        symbol_cache_size=size,
+        lines=a.lines,
+    )
+
+
+class Progress:
+    """A one-line status on a terminal (stderr); silent when stderr is piped."""
+
+    def __init__(self) -> None:
+        self.enabled = is_terminal()
+        self._last = 0.0
+
+    def update(self, engine: Engine, batches: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self._last < 0.2:
+            return
+        self._last = now
+        sys.stderr.write(f"\r{PROG}: {batches} batches, {engine.windows_closed} windows, "
+                         f"{engine.total_samples} samples, "
+                         f"{engine.resolver.cache.parsed} objects parsed\x1b[K")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled and self._last:
+            sys.stderr.write("\r\x1b[K")
+
+
+def _open_out(path: str) -> tuple[BinaryIO, bool]:
+    if path == "-":
+        return sys.stdout.buffer, False
+    if os.path.isdir(path):
+        raise OutputError(f"--out {path} is a directory; give a file name")
+    try:
+        return open(path, "wb"), True
+    except OSError as exc:
+        raise OutputError(f"cannot write --out {path}: {exc.strerror}") from None
+
+
+def symbolize_main(argv: list[str]) -> int:
+    parser = build_parser()
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    sink_cls = get_sink(a.format)  # unknown formats fail before any work
+    options = options_from_args(a)
+    lines_fn = None
+    if options.lines:
+        lines_fn = load_lines_fn()
+        if lines_fn is None:
+            raise UsageError("--lines needs symbolizer/lines.py, which this installation "
+                             "lacks; run without --lines")
+    stream = a.recording == "-"
+    from_b = parse_time(a.from_, "--from") if a.from_ else None
+    until_b = parse_time(a.until, "--until") if a.until else None
+    span = parse_duration_ns(a.window) if a.window else None
+
+    engine = Engine(options, lines_fn)
+    out, close_out = _open_out(a.out)
+    sink = sink_cls(out, SinkOptions(stream=stream, lines=options.lines))
+    progress = Progress()
+    grouper: WindowGrouper | None = None
+    written = 0
+
+    def emit(profiles: list[Profile]) -> None:
+        nonlocal grouper, written
+        for drain in profiles:
+            if grouper is None:
+                start = _recording_start(engine, drain)
+                grouper = WindowGrouper(WindowPlan(
+                    span, from_b.resolve(start) if from_b else None,
+                    until_b.resolve(start) if until_b else None, per_drain=stream))
+            for p in grouper.add(drain):
+                sink.write_profile(p)
+                sink.end_window()
+                written += 1
+
+    try:
+        for batches, closed in enumerate(_drive(engine, a.recording, stream), 1):
+            emit(closed)
+            progress.update(engine, batches)
+        emit(engine.finish())
+        if grouper is not None:
+            for p in grouper.finish():
+                sink.write_profile(p)
+                sink.end_window()
+                written += 1
+        sink.close()
+    finally:
+        progress.done()
+        if close_out:
+            out.close()
+    sys.stderr.write(engine.report.render(engine.total_samples))
+    if written == 0 and engine.windows_closed == 0:
+        raise ProfilerError(f"{a.recording} holds no samples or windows: nothing to symbolize "
+                            "(was the recorder stopped before its first drain?)")
+    return 0
+
+
+def _recording_start(engine: Engine, first: Profile) -> int:
+    try:
+        return int(engine.meta["started_ns"])
+    except (KeyError, ValueError):
+        return first.start_ns
+
+
+def _drive(engine: Engine, source: str, stream: bool) -> Iterator[list[Profile]]:
+    """Closed drain windows, batch by batch. A file is read twice: first for its processes,
+    mappings and objects (a snapshot may be written after the samples it serves), then for
+    samples; a stream once, window by window, so output follows input."""
+    if not stream:
+        for batch in iter_batches(source):
+            engine.feed_metadata(batch)
+        for batch in iter_batches(source):
+            yield engine.feed(batch, metadata=False)
+    else:
+        for batch in iter_batches(source):
+            yield engine.feed(batch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(PROG, symbolize_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Recording batches in, one Profile per closed drain window out.
+
+Rows other than samples (processes, mappings, objects, kernel symbols, perf maps, meta) feed
+the mapping index and the resolver. Samples wait in their drain window until its `window` row
+closes it (or the input ends), then the window's unique addresses are resolved together and
+its stacks built: `comm; user frames root..leaf; kernel frames root..leaf`, as Pyroscope's
+agent roots each stack at the process name.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recording.schema import RecordType
+from symbolizer.model import Frame, FrameKind, Profile
+from symbolizer.normalize import Mapping, MappingIndex, ObjectInfo, loads_from_phdrs
+from symbolizer.options import SymbolizeOptions
+from symbolizer.report import Unresolved, UnresolvedReport
+from symbolizer.resolve import UNKNOWN, LinesFn, Resolver
+
+DEFAULT_SAMPLE_RATE = 100
+_LOST = {
+    -errno.EEXIST: "stack lost: stack map hash collision (EEXIST)",
+    -errno.ENOMEM: "stack lost: stack map full (ENOMEM)",
+}
+
+_META_RECORDS = [r.value for r in (RecordType.META, RecordType.PROCESS, RecordType.MAPPING,
+                                   RecordType.OBJECT, RecordType.KSYM, RecordType.KMOD,
+                                   RecordType.PERFMAP)]
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    window_start_ns: int
+    window_end_ns: int
+    pid: int
+    comm: str
+    count: int
+    user_stack: list[int]
+    kernel_stack: list[int]
+    user_stack_error: int | None
+    kernel_stack_error: int | None
+
+
+def _rows(batch: pa.RecordBatch, record: str | list[str]) -> list[dict]:
+    col = batch.column("record")
+    mask = pc.is_in(col, pa.array(record)) if isinstance(record, list) else pc.equal(col, record)
+    picked = batch.filter(mask)
+    return picked.to_pylist() if picked.num_rows else []
+
+
+class Engine:
+    def __init__(self, options: SymbolizeOptions, lines_fn: LinesFn | None = None) -> None:
+        self.options = options
+        self.index = MappingIndex()
+        self.resolver = Resolver(options, self.index, lines_fn)
+        self.report = UnresolvedReport()
+        self.meta: dict[str, str] = {}
+        self.total_samples = 0
+        self.windows_closed = 0
+        self._pending: dict[tuple[int, int], list[SampleRow]] = {}
+        self._roots: dict[str, Frame] = {}
+
+    @property
+    def sample_rate(self) -> int:
+        try:
+            return int(float(self.meta.get("sample_rate_hz", DEFAULT_SAMPLE_RATE)))
+        except ValueError:
+            return DEFAULT_SAMPLE_RATE
+
+    # --- input ---------------------------------------------------------------------------
+    def feed_metadata(self, batch: pa.RecordBatch) -> None:
+        for r in _rows(batch, _META_RECORDS):
+            self._meta_row(r)
+
+    def feed(self, batch: pa.RecordBatch, *, metadata: bool = True) -> list[Profile]:
+        """Take one batch; return the drain windows it closed, in order."""
+        closed: list[Profile] = []
+        wanted = ["sample", "window", *(_META_RECORDS if metadata else [])]
+        for r in _rows(batch, wanted):
+            kind = r["record"]
+            if kind == "sample":
+                self._add_sample(r)
+            elif kind == "window":
+                key = (r["window_start_ns"] or 0, r["window_end_ns"] or 0)
+                closed.append(self._close(key))
+            else:
+                self._meta_row(r)
+        return closed
+
+    def finish(self) -> list[Profile]:
+        """Windows whose `window` row never came (a recorder that was killed)."""
+        return [self._close(key) for key in sorted(self._pending)]
+
+    def _meta_row(self, r: dict) -> None:
+        kind = r["record"]
+        if kind == "meta" and r["key"] is not None:
+            self.meta[r["key"]] = r["value"] or ""
+        elif kind == "process" and r["pid"] is not None:
+            self.index.add_process(r["pid"], r["maps_seq"] or 0, r["time_ns"] or 0)
+        elif kind == "mapping" and r["pid"] is not None and r["start"] is not None:
+            self.index.add_mapping(r["pid"], r["maps_seq"] or 0, Mapping(
+                r["start"], r["end"] or r["start"], r["file_offset"] or 0, r["path"] or "",
+                r["object_id"]))
+        elif kind == "object" and r["object_id"]:
+            self.index.add_object(ObjectInfo(
+                r["object_id"], r["path"] or "", r["build_id"], r["elf_type"],
+                loads_from_phdrs(r["phdrs"]), r["data"], r["reason"]))
+        elif kind == "ksym" and r["addr"] is not None and r["name"]:
+            self.resolver.add_ksym(r["addr"], r["size"] or 0, r["name"])
+        elif kind == "kmod" and r["addr"] is not None and r["name"]:
+            self.resolver.add_kmod(r["name"], r["addr"], r["size"] or 0)
+        elif kind == "perfmap" and r["pid"] is not None and r["addr"] is not None:
+            self.resolver.add_perfmap(r["pid"], r["addr"], r["size"] or 0, r["name"] or "")
+
+    def _add_sample(self, r: dict) -> None:
+        s = SampleRow(r["window_start_ns"] or 0, r["window_end_ns"] or 0, r["pid"] or 0,
+                      r["comm"] or "", r["count"] or 0, r["user_stack"] or [],
+                      r["kernel_stack"] or [], r["user_stack_error"], r["kernel_stack_error"])
+        self._pending.setdefault((s.window_start_ns, s.window_end_ns), []).append(s)
+
+    # --- symbolization -------------------------------------------------------------------
+    def _close(self, key: tuple[int, int]) -> Profile:
+        samples = self._pending.pop(key, [])
+        profile = Profile(key[0], key[1], self.sample_rate)
+        snaps = {s.pid: self.index.snapshot_for(s.pid, key[1]) for s in samples}
+        self.resolver.prepare_user(
+            (snaps[s.pid], s.pid, a, i > 0) for s in samples for i, a in enumerate(s.user_stack)
+        )
+        for s in samples:
+            frames, unresolved = self._stack(s, snaps[s.pid])
+            profile.add(frames, s.count)
+            self.report.add(unresolved, s.count)
+            self.total_samples += s.count
+        self.windows_closed += 1
+        return profile
+
+    def _stack(self, s: SampleRow, snap) -> tuple[tuple[Frame, ...], set[Unresolved]]:
+        root = self._roots.get(s.comm)
+        if root is None:
+            root = self._roots[s.comm] = Frame(s.comm or UNKNOWN, FrameKind.ROOT)
+        frames: list[Frame] = [root]
+        unresolved: set[Unresolved] = set()
+        self._append(frames, unresolved, s.user_stack, s.user_stack_error, FrameKind.USER,
+                     lambda a, ret: self.resolver.user(snap, s.pid, a, ret))
+        self._append(frames, unresolved, s.kernel_stack, s.kernel_stack_error,
+                     FrameKind.KERNEL, self.resolver.kernel)
+        return tuple(frames), unresolved
+
+    @staticmethod
+    def _append(frames: list[Frame], unresolved: set[Unresolved], stack: Iterable[int],
+                error: int | None, kind: FrameKind, resolve) -> None:
+        if error in _LOST:
+            reason = _LOST[error]
+            frames.append(Frame(UNKNOWN, kind, reason=reason))
+            unresolved.add(Unresolved("[lost stacks]", None, reason))
+            return
+        stack = list(stack)
+        # Stacks are stored leaf first; output is root first.
+        for i in range(len(stack) - 1, -1, -1):
+            got, why = resolve(stack[i], i > 0)
+            frames.extend(got)
+            if why is not None:
+                unresolved.add(why)

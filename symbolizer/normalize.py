@@ -1,0 +1,189 @@
+"""Normalization: (pid, absolute address, window) -> (object, ELF virtual address).
+
+Three address kinds are kept apart by type, as blazesym and OTel's pfelf do:
+- AbsAddr: an address in the process, as the stack walk saw it;
+- FileOffset: a byte offset in the mapped file;
+- ElfAddr: a virtual address as the ELF file's symbols and DWARF use it.
+Only `file_offset_of` and `elf_addr_of` convert between them.
+
+The snapshots, mappings and objects come from the recording, so this needs nothing from the
+recording host. docs/recording-format.md: a sample of window [s, e) of a pid uses that pid's
+latest snapshot whose time_ns <= e, else its first.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import NewType
+
+from recording.elf import LoadSegment
+
+AbsAddr = NewType("AbsAddr", int)
+FileOffset = NewType("FileOffset", int)
+ElfAddr = NewType("ElfAddr", int)
+
+VDSO_PATH = "[vdso]"
+DELETED_SUFFIX = " (deleted)"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An `object` row: one ELF object as it was on the recording host."""
+
+    object_id: str
+    path: str
+    build_id: str | None
+    elf_type: str | None
+    loads: tuple[LoadSegment, ...]
+    data: bytes | None = None  # in-memory objects only (the vDSO image)
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A `mapping` row: one executable mapping of a process snapshot."""
+
+    start: int
+    end: int
+    file_offset: int
+    path: str
+    object_id: str | None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.path == "" or self.path.startswith("[anon")
+
+
+@dataclass
+class Snapshot:
+    pid: int
+    maps_seq: int
+    time_ns: int
+    mappings: list[Mapping] = field(default_factory=list)
+    _starts: list[int] | None = None
+
+    def find(self, addr: AbsAddr) -> Mapping | None:
+        if self._starts is None:
+            self.mappings.sort(key=lambda m: m.start)
+            self._starts = [m.start for m in self.mappings]
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and addr < self.mappings[i].end:
+            return self.mappings[i]
+        return None
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """Where an absolute address lies. `mapping` None: outside every recorded mapping."""
+
+    addr: AbsAddr
+    mapping: Mapping | None
+    obj: ObjectInfo | None
+    file_offset: FileOffset | None
+    elf_addr: ElfAddr | None
+    reason: str | None = None  # why elf_addr could not be computed
+
+
+def file_offset_of(mapping: Mapping, addr: AbsAddr) -> FileOffset:
+    # mmap maps file bytes [file_offset, file_offset + len) at [start, end), page-aligned,
+    # so the distance from the mapping start is the distance in the file.
+    return FileOffset(addr - mapping.start + mapping.file_offset)
+
+
+def elf_addr_of(loads: Iterable[LoadSegment], offset: FileOffset) -> ElfAddr | None:
+    """The ELF virtual address of a file offset, via the PT_LOAD segment that holds it.
+
+    The loader maps each PT_LOAD so that p_offset lands at p_vaddr (plus the load bias for
+    ET_DYN); symbols use p_vaddr. So elf_addr = offset - p_offset + p_vaddr. This is valid for
+    PIE, non-PIE (bias 0) and shared objects alike, and does not assume vaddr == offset, which
+    fails for objects linked with -z separate-code or non-default layouts. The recorded headers
+    are used: `objcopy --only-keep-debug` files rewrite their own.
+    """
+    loads = list(loads)
+    for seg in loads:
+        if seg.offset <= offset < seg.offset + seg.filesz:
+            return ElfAddr(offset - seg.offset + seg.vaddr)
+    # Page rounding lets a mapping start before p_offset of its segment (the loader maps from
+    # the page holding p_offset); accept an offset in the same page as a segment's start.
+    for seg in loads:
+        page_start = seg.offset & ~0xFFF
+        if page_start <= offset < seg.offset + max(seg.filesz, seg.memsz):
+            return ElfAddr(offset - seg.offset + seg.vaddr)
+    return None
+
+
+class MappingIndex:
+    """The recorded processes, mappings and objects, by pid and snapshot."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[int, dict[int, Snapshot]] = {}
+        self._ordered: dict[int, list[Snapshot]] = {}
+        self.objects: dict[str, ObjectInfo] = {}
+
+    def _snapshot(self, pid: int, maps_seq: int) -> Snapshot:
+        per_pid = self._snapshots.setdefault(pid, {})
+        snap = per_pid.get(maps_seq)
+        if snap is None:
+            snap = per_pid[maps_seq] = Snapshot(pid, maps_seq, time_ns=0)
+            self._ordered.pop(pid, None)
+        return snap
+
+    def add_process(self, pid: int, maps_seq: int, time_ns: int) -> None:
+        self._snapshot(pid, maps_seq).time_ns = time_ns
+        self._ordered.pop(pid, None)
+
+    def add_mapping(self, pid: int, maps_seq: int, mapping: Mapping) -> None:
+        snap = self._snapshot(pid, maps_seq)
+        snap.mappings.append(mapping)
+        snap._starts = None
+
+    def add_object(self, obj: ObjectInfo) -> None:
+        self.objects.setdefault(obj.object_id, obj)
+
+    def snapshot_for(self, pid: int, window_end_ns: int) -> Snapshot | None:
+        ordered = self._ordered.get(pid)
+        if ordered is None:
+            per_pid = self._snapshots.get(pid)
+            if not per_pid:
+                return None
+            ordered = self._ordered[pid] = sorted(per_pid.values(), key=lambda s: s.maps_seq)
+        chosen = ordered[0]
+        for snap in ordered:
+            if snap.time_ns <= window_end_ns:
+                chosen = snap
+        return chosen
+
+    def normalize(self, snap: Snapshot | None, addr: AbsAddr) -> Normalized:
+        mapping = snap.find(addr) if snap is not None else None
+        if mapping is None:
+            reason = "no mappings recorded for the process" if snap is None else (
+                "address outside every recorded mapping")
+            return Normalized(addr, None, None, None, None, reason)
+        obj = self.objects.get(mapping.object_id) if mapping.object_id else None
+        offset = file_offset_of(mapping, addr)
+        if obj is None:
+            return Normalized(addr, mapping, None, offset, None, "object not recorded")
+        if not obj.loads:
+            return Normalized(addr, mapping, obj, offset, None,
+                              obj.reason or "no program headers recorded for the object")
+        elf_addr = elf_addr_of(obj.loads, offset)
+        if elf_addr is None:
+            return Normalized(addr, mapping, obj, offset, None,
+                              "file offset outside every PT_LOAD segment")
+        return Normalized(addr, mapping, obj, offset, elf_addr)
+
+
+def loads_from_phdrs(phdrs: Iterable[dict] | None) -> tuple[LoadSegment, ...]:
+    if not phdrs:
+        return ()
+    return tuple(
+        LoadSegment(int(p["offset"]), int(p["vaddr"]), int(p["filesz"]), int(p["memsz"]),
+                    int(p.get("flags") or 0))
+        for p in phdrs
+    )
+
+
+def strip_deleted(path: str) -> str:
+    return path[: -len(DELETED_SUFFIX)] if path.endswith(DELETED_SUFFIX) else path

@@ -1,0 +1,30 @@
+"""Options of a symbolization run, shared by the library API and the CLI."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_DEBUG_DIRS = ("/usr/lib/debug",)
+DEFAULT_SYMBOL_CACHE_SIZE = 256  # objects kept in memory, as Pyroscope's --symbol-cache-size
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ebpf-profiler")
+
+
+def debuginfod_urls_from_env() -> tuple[str, ...]:
+    # elfutils reads DEBUGINFOD_URLS as a space-separated list of server URLs.
+    return tuple(u for u in os.environ.get("DEBUGINFOD_URLS", "").split() if u)
+
+
+@dataclass(frozen=True)
+class SymbolizeOptions:
+    debug_dirs: tuple[str, ...] = DEFAULT_DEBUG_DIRS  # searched as DIR/.build-id/xx/rest.debug
+    sysroot: str | None = None  # recorded paths are looked up under it (another machine's root)
+    debuginfod_urls: tuple[str, ...] = ()
+    debuginfod_timeout_s: float = 10.0
+    cache_dir: str | None = field(default_factory=default_cache_dir)  # None: no disk cache
+    symbol_cache_size: int = DEFAULT_SYMBOL_CACHE_SIZE
+    lines: bool = False  # file:line and inlined frames from DWARF (symbolizer/lines.py)

@@ -1,0 +1,218 @@
+"""Frames for addresses: user (ELF objects), vDSO, JIT (perf map) and kernel.
+
+Every unique (snapshot, address, is-return) is resolved once per run and its frames kept;
+samples then only look frames up. Return addresses (every frame but the leaf) are looked up at
+addr - 1, as perf does: the return address is the instruction after the call, which may
+already belong to the next function or line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from symbolizer.cache import SymbolCache
+from symbolizer.demangle import demangle
+from symbolizer.model import Frame, FrameKind
+from symbolizer.normalize import (
+    VDSO_PATH,
+    AbsAddr,
+    MappingIndex,
+    Normalized,
+    Snapshot,
+    strip_deleted,
+)
+from symbolizer.options import SymbolizeOptions
+from symbolizer.report import Unresolved
+from symbolizer.sources import ObjectSymbols, SymbolFinder
+from symbolizer.symtab import SymbolEntry, SymbolTable
+
+UNKNOWN = "[unknown]"
+Frames = tuple[Frame, ...]  # root first: callers before the (inlined) callee
+Resolved = tuple[Frames, Unresolved | None]
+LineEntry = tuple[str | None, str | None, int | None, bool]  # function, file, line, inlined
+LinesFn = Callable[[str, list[int]], dict[int, list[LineEntry]]]
+
+
+def load_lines_fn() -> LinesFn | None:
+    """symbolizer/lines.py's resolve_lines, when that module is installed."""
+    try:
+        mod = importlib.import_module("symbolizer.lines")
+    except ImportError:
+        return None
+    fn = getattr(mod, "resolve_lines", None)
+    return fn if callable(fn) else None
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A resolved user address waiting for its --lines expansion."""
+
+    key: tuple
+    frame: Frame
+    dwarf_path: str | None
+
+
+def object_label(path: str) -> str:
+    """Pyroscope names unresolved frames `<module basename>+0x<offset>`."""
+    return os.path.basename(strip_deleted(path)) or path
+
+
+class Resolver:
+    def __init__(self, options: SymbolizeOptions, index: MappingIndex,
+                 lines_fn: LinesFn | None = None) -> None:
+        self.options = options
+        self.index = index
+        self.finder = SymbolFinder(options)
+        self.cache = SymbolCache(options.cache_dir, options.symbol_cache_size)
+        self.lines_fn = lines_fn
+        self._ksym_entries: list[SymbolEntry] = []
+        self._ktable: SymbolTable | None = None
+        self._kmods: list[tuple[int, int, str]] = []
+        self._perfmap_entries: dict[int, list[SymbolEntry]] = {}
+        self._perfmaps: dict[int, SymbolTable] = {}
+        self._user: dict[tuple, Resolved] = {}
+        self._kernel: dict[tuple[int, bool], Resolved] = {}
+
+    # --- recorded symbol rows -------------------------------------------------------------
+    def add_ksym(self, addr: int, size: int, name: str) -> None:
+        self._ksym_entries.append(SymbolEntry(addr, size, name.encode(), 1))
+        self._ktable = None
+
+    def add_kmod(self, name: str, addr: int, size: int) -> None:
+        self._kmods.append((addr, addr + size, name))
+
+    def add_perfmap(self, pid: int, addr: int, size: int, name: str) -> None:
+        self._perfmap_entries.setdefault(pid, []).append(SymbolEntry(addr, size, name.encode()))
+        self._perfmaps.pop(pid, None)
+
+    # --- user frames ---------------------------------------------------------------------
+    def user(self, snap: Snapshot | None, pid: int, addr: int, is_return: bool) -> Resolved:
+        key = (pid, snap.maps_seq if snap else -1, addr, is_return)
+        got = self._user.get(key)
+        if got is None:
+            self.prepare_user([(snap, pid, addr, is_return)])
+            got = self._user[key]
+        return got
+
+    def prepare_user(self, wanted: Iterable[tuple[Snapshot | None, int, int, bool]]) -> None:
+        """Resolve many addresses at once, so --lines reads each object's DWARF once."""
+        pending: list[_Pending] = []
+        for snap, pid, addr, is_return in wanted:
+            key = (pid, snap.maps_seq if snap else -1, addr, is_return)
+            if key in self._user:
+                continue
+            lookup = AbsAddr(addr - 1 if is_return and addr else addr)
+            frame, unresolved, dwarf = self._user_frame(snap, pid, AbsAddr(addr), lookup)
+            self._user[key] = ((frame,), unresolved)
+            if self.lines_fn and dwarf and frame.elf_addr is not None:
+                pending.append(_Pending(key, frame, dwarf))
+        if pending:
+            self._expand_lines(pending)
+
+    def _user_frame(self, snap: Snapshot | None, pid: int, addr: AbsAddr, lookup: AbsAddr
+                    ) -> tuple[Frame, Unresolved | None, str | None]:
+        n: Normalized = self.index.normalize(snap, lookup)
+        m = n.mapping
+        if m is None:
+            reason = n.reason or "unmapped"
+            return (Frame(UNKNOWN, FrameKind.USER, addr, reason=reason),
+                    Unresolved("[unmapped]", None, reason), None)
+        if m.anonymous:
+            hit = self._perfmap(pid).lookup(lookup)
+            if hit:
+                return Frame(hit[0], FrameKind.JIT, addr), None, None
+            reason = "anonymous executable memory without a perf map entry"
+            return (Frame(UNKNOWN, FrameKind.JIT, addr, reason=reason),
+                    Unresolved("[anonymous]", None, reason), None)
+        kind = FrameKind.VDSO if m.path == VDSO_PATH else FrameKind.USER
+        label = object_label(m.path)
+        obj = n.obj
+        bid = obj.build_id if obj else None
+        if obj is None or n.elf_addr is None:
+            reason = n.reason or "object not recorded"
+            return (Frame(f"{label}+0x{n.file_offset or 0:x}", kind, addr, m.path, bid,
+                          None, reason=reason),
+                    Unresolved(m.path, bid, reason), None)
+        syms = self.symbols(obj)
+        hit = syms.table.lookup(n.elf_addr)
+        if hit:
+            return (Frame(demangle(hit[0]), kind, addr, m.path, bid, n.elf_addr),
+                    None, syms.dwarf_path)
+        reason = self._miss_reason(syms)
+        return (Frame(f"{label}+0x{n.elf_addr:x}", kind, addr, m.path, bid, n.elf_addr,
+                      reason=reason),
+                Unresolved(m.path, bid, reason), syms.dwarf_path)
+
+    def symbols(self, obj) -> ObjectSymbols:
+        return self.cache.get(obj.object_id, obj.build_id,
+                              lambda fallback: self.finder.find(obj, fallback))
+
+    @staticmethod
+    def _miss_reason(syms: ObjectSymbols) -> str:
+        if not len(syms.table):
+            return f"no symbols: {syms.problem}" if syms.problem else "no symbols"
+        if syms.full:
+            return f"no symbol covers the address in {syms.source}"
+        return f"not an exported function ({syms.source}); {syms.problem}"
+
+    def _expand_lines(self, pending: list[_Pending]) -> None:
+        assert self.lines_fn is not None
+        by_path: dict[str, list[_Pending]] = {}
+        for p in pending:
+            by_path.setdefault(p.dwarf_path or "", []).append(p)
+        for path, items in by_path.items():
+            try:
+                table = self.lines_fn(path, sorted({p.frame.elf_addr or 0 for p in items}))
+            except Exception as exc:
+                # DWARF readers fail on odd debug info; names from the symbol table stand.
+                print(f"ebpf-symbolize: warning: --lines failed for {path}: {exc}",
+                      file=sys.stderr)
+                continue
+            for p in items:
+                entries = table.get(p.frame.elf_addr or 0)
+                if not entries:
+                    continue
+                # resolve_lines lists innermost first (as `addr2line -i` does); frames go
+                # root first, so the outermost (the real function) comes first here.
+                f = p.frame
+                frames = []
+                for func, file, line, inlined in reversed(entries):
+                    frames.append(Frame(demangle(func) if func else f.name, f.kind, f.address,
+                                        f.object, f.build_id, f.elf_addr, file, line,
+                                        bool(inlined)))
+                self._user[p.key] = (tuple(frames), self._user[p.key][1])
+
+    def _perfmap(self, pid: int) -> SymbolTable:
+        table = self._perfmaps.get(pid)
+        if table is None:
+            table = self._perfmaps[pid] = SymbolTable.build(self._perfmap_entries.get(pid, []))
+        return table
+
+    # --- kernel frames -------------------------------------------------------------------
+    def kernel(self, addr: int, is_return: bool) -> Resolved:
+        key = (addr, is_return)
+        got = self._kernel.get(key)
+        if got is None:
+            got = self._kernel[key] = self._kernel_frame(addr, is_return)
+        return got
+
+    def _kernel_frame(self, addr: int, is_return: bool) -> Resolved:
+        if self._ktable is None:
+            self._ktable = SymbolTable.build(self._ksym_entries)
+        lookup = addr - 1 if is_return and addr else addr
+        hit = self._ktable.lookup(lookup)
+        if hit:
+            return (Frame(hit[0], FrameKind.KERNEL, addr),), None
+        for start, end, name in self._kmods:
+            if start <= lookup < end:
+                reason = "kernel module address without a recorded symbol"
+                return ((Frame(f"{name}+0x{lookup - start:x}", FrameKind.KERNEL, addr,
+                               reason=reason),),
+                        Unresolved(f"[kernel] {name}", None, reason))
+        reason = "kernel address without a recorded symbol"
+        return ((Frame(UNKNOWN, FrameKind.KERNEL, addr, reason=reason),),
+                Unresolved("[kernel]", None, reason))

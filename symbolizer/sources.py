@@ -1,0 +1,183 @@
+"""Finding the symbols of a recorded object, by build ID first.
+
+Search order, best first (a full .symtab names static functions too; .dynsym only exported
+ones):
+ 1. --debug-dir DIR/.build-id/xx/rest.debug (the layout of Debian's -dbgsym packages and of
+    `objcopy --only-keep-debug` trees);
+ 2. the recorded path (under --sysroot when given), if it still has its .symtab;
+ 3. its .gnu_debuglink, checked by CRC32, in the directories gdb searches: the binary's own
+    directory, its .debug/ subdirectory, and DIR/<binary's directory> for each debug dir;
+ 4. a debuginfod server;
+ 5. MiniDebugInfo (.gnu_debugdata: an xz-compressed ELF holding the .symtab entries that
+    .dynsym lacks, as Fedora ships them), merged with .dynsym;
+ 6. .dynsym alone.
+Every candidate's build ID is checked against the recorded one; a file whose build ID differs
+is never used, because a wrong name is worse than none.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+
+from symbolizer.debuginfod import DebuginfodClient
+from symbolizer.elfsyms import (
+    ElfReadError,
+    ElfSymbols,
+    inflate_debugdata,
+    read_elf_symbols,
+    read_elf_symbols_bytes,
+)
+from symbolizer.normalize import ObjectInfo, strip_deleted
+from symbolizer.options import SymbolizeOptions
+from symbolizer.symtab import SymbolTable
+
+
+@dataclass(frozen=True)
+class ObjectSymbols:
+    """The best symbols found for one object, and what is missing when they are partial."""
+
+    table: SymbolTable
+    source: str  # where the table came from, for the report
+    full: bool  # a .symtab (static functions included), not just exported names
+    dwarf_path: str | None = None  # a file with .debug_info, for --lines
+    problem: str | None = None  # why no full table was found (None when full)
+
+
+def build_id_path(debug_dir: str, build_id: str) -> str:
+    return os.path.join(debug_dir, ".build-id", build_id[:2], build_id[2:] + ".debug")
+
+
+def _read_file(path: str) -> ElfSymbols:
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(0)
+        return read_elf_symbols(f, size)
+
+
+def _crc32_of(path: str) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+class SymbolFinder:
+    def __init__(self, options: SymbolizeOptions) -> None:
+        self.options = options
+        self.debuginfod = (
+            DebuginfodClient(options.debuginfod_urls, options.cache_dir,
+                             options.debuginfod_timeout_s)
+            if options.debuginfod_urls else None
+        )
+
+    def host_path(self, recorded: str) -> str:
+        path = strip_deleted(recorded)
+        if self.options.sysroot:
+            return os.path.join(self.options.sysroot, path.lstrip("/"))
+        return path
+
+    def find(self, obj: ObjectInfo, fallback: ObjectSymbols | None = None) -> ObjectSymbols:
+        """Best symbols for obj. `fallback` is a partial table from the disk cache: when no
+        full source turns up, it is returned instead of parsing the partial sources again."""
+        if obj.data is not None:
+            return self._in_memory(obj)
+        bid = obj.build_id
+        notes: list[str] = []
+
+        def accept(path: str, syms: ElfSymbols | None = None) -> ElfSymbols | None:
+            """syms of path when its build ID matches the recorded one, else None (noted)."""
+            try:
+                syms = syms or _read_file(path)
+            except FileNotFoundError:
+                return None
+            except (OSError, ElfReadError) as exc:
+                notes.append(f"{path} unreadable ({exc})")
+                return None
+            if bid and syms.build_id != bid:
+                notes.append(f"build ID mismatch: {path} has {syms.build_id or 'none'}")
+                return None
+            return syms
+
+        def full(path: str, syms: ElfSymbols, how: str) -> ObjectSymbols:
+            return ObjectSymbols(syms.symtab, f"{how} {path}", True,
+                                 path if syms.has_debug_info else None)
+
+        # 1. build-id trees
+        if bid:
+            for d in self.options.debug_dirs:
+                p = build_id_path(d, bid)
+                if os.path.exists(p) and (s := accept(p)) and len(s.symtab):
+                    return full(p, s, "debug file")
+
+        # 2. the object itself
+        host = self.host_path(obj.path)
+        binary = accept(host) if os.path.exists(host) else None
+        if binary is None and not os.path.exists(host):
+            notes.append(f"object missing: {host} not found")
+        if binary is not None and len(binary.symtab):
+            return full(host, binary, "symbols of")
+
+        # 3. .gnu_debuglink
+        if binary is not None and binary.debuglink:
+            name, crc = binary.debuglink
+            for p in self._debuglink_candidates(obj.path, host, name):
+                if not os.path.exists(p):
+                    continue
+                if _crc32_of(p) != crc:
+                    notes.append(f"{p}: .gnu_debuglink CRC mismatch")
+                    continue
+                if (s := accept(p)) and len(s.symtab):
+                    return full(p, s, "debuglink")
+
+        # 4. debuginfod
+        if bid and self.debuginfod is not None:
+            path, problem = self.debuginfod.fetch(bid)
+            if path:
+                s = accept(path)
+                if s is not None and len(s.symtab):
+                    return full(path, s, "debuginfod")
+                self.debuginfod.discard(path)
+            elif problem:
+                notes.append(problem)
+
+        no_debug = (f"no debug file for build ID {bid}" if bid
+                    else "no build ID to find a debug file by")
+        problem = "; ".join([no_debug, *notes])
+        if fallback is not None:
+            return ObjectSymbols(fallback.table, fallback.source, False,
+                                 fallback.dwarf_path, problem)
+        if binary is None:
+            return ObjectSymbols(SymbolTable.empty(), "nothing", False, None, problem)
+
+        # 5. MiniDebugInfo, 6. .dynsym
+        table, source = binary.dynsym, f".dynsym of {host}"
+        if binary.debugdata:
+            try:
+                mini = read_elf_symbols_bytes(inflate_debugdata(binary.debugdata))
+                table, source = table.merged(mini.symtab), f"MiniDebugInfo and .dynsym of {host}"
+            except ElfReadError as exc:
+                notes.append(f"MiniDebugInfo unusable ({exc})")
+        return ObjectSymbols(table, source, False, host if binary.has_debug_info else None,
+                             problem)
+
+    def _debuglink_candidates(self, recorded: str, host: str, name: str) -> list[str]:
+        name = os.path.basename(name)  # a link is a file name; never follow a path out of dirs
+        rec_dir = os.path.dirname(strip_deleted(recorded))
+        host_dir = os.path.dirname(host)
+        out = [os.path.join(host_dir, name), os.path.join(host_dir, ".debug", name)]
+        out += [os.path.join(d, rec_dir.lstrip("/"), name) for d in self.options.debug_dirs]
+        return out
+
+    def _in_memory(self, obj: ObjectInfo) -> ObjectSymbols:
+        assert obj.data is not None
+        try:
+            s = read_elf_symbols_bytes(obj.data)
+        except ElfReadError as exc:
+            return ObjectSymbols(SymbolTable.empty(), "recorded image", False, None,
+                                 f"recorded {obj.path} image unreadable ({exc})")
+        table = s.symtab.merged(s.dynsym) if len(s.symtab) else s.dynsym
+        return ObjectSymbols(table, f"recorded {obj.path} image", True)

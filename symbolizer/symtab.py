@@ -1,0 +1,140 @@
+"""A compact, sorted symbol table: three arrays and a blob of names.
+
+Lookups bisect the sorted start addresses, so resolving the unique addresses of a recording is
+O(log n) each with no per-address scans or subprocesses. The same layout is the on-disk cache
+format (see to_bytes), so a warm run loads a table with a few `array.frombytes` calls instead
+of parsing ELF again.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+MAGIC = b"EPSYMv1\0"
+_HEADER = struct.Struct("<8sQQ")  # magic, symbol count, names blob size
+
+
+class CacheFormatError(ValueError):
+    """A cache file that is not a symbol table of this version (it is rebuilt)."""
+
+
+@dataclass(frozen=True)
+class SymbolEntry:
+    addr: int
+    size: int
+    name: bytes
+    rank: int = 0  # higher wins among symbols at the same address (e.g. GLOBAL FUNC over LOCAL)
+
+
+class SymbolTable:
+    def __init__(self, addrs: array, sizes: array, name_offs: array, blob: bytes) -> None:
+        self.addrs = addrs
+        self.sizes = sizes
+        self.name_offs = name_offs  # len(addrs) + 1 offsets; name i is blob[offs[i]:offs[i+1]]
+        self.blob = blob
+
+    @classmethod
+    def empty(cls) -> SymbolTable:
+        return cls(array("Q"), array("Q"), array("Q", [0]), b"")
+
+    @classmethod
+    def build(cls, entries: Iterable[SymbolEntry]) -> SymbolTable:
+        best: dict[int, SymbolEntry] = {}
+        for e in entries:
+            if not e.name:
+                continue
+            cur = best.get(e.addr)
+            # Aliases share an address (memcpy/__memcpy_avx...): keep the highest-ranked, then
+            # the one with a size, then the shortest name, so the choice is stable across runs.
+            if cur is None or (e.rank, e.size > 0, -len(e.name), e.name) > (
+                cur.rank, cur.size > 0, -len(cur.name), cur.name
+            ):
+                best[e.addr] = e
+        addrs, sizes, offs = array("Q"), array("Q"), array("Q", [0])
+        names = bytearray()
+        for addr in sorted(best):
+            e = best[addr]
+            addrs.append(addr)
+            sizes.append(e.size)
+            names += e.name
+            offs.append(len(names))
+        return cls(addrs, sizes, offs, bytes(names))
+
+    def __len__(self) -> int:
+        return len(self.addrs)
+
+    def merged(self, other: SymbolTable) -> SymbolTable:
+        """Union of two tables (.dynsym plus MiniDebugInfo's .symtab, as gdb does)."""
+        return SymbolTable.build(list(self.entries()) + list(other.entries()))
+
+    def entries(self) -> Iterable[SymbolEntry]:
+        for i in range(len(self.addrs)):
+            yield SymbolEntry(self.addrs[i], self.sizes[i], self.name_at(i))
+
+    def name_at(self, i: int) -> bytes:
+        return self.blob[self.name_offs[i]:self.name_offs[i + 1]]
+
+    def lookup(self, addr: int) -> tuple[str, int] | None:
+        """(name, symbol start) of the symbol containing addr, or None."""
+        i = bisect.bisect_right(self.addrs, addr) - 1
+        if i < 0:
+            return None
+        start, size = self.addrs[i], self.sizes[i]
+        # bisect gives addrs[i] <= addr < addrs[i + 1]. A sized symbol covers [start, start +
+        # size); a zero-sized one (hand-written assembly) extends to the next symbol, as perf
+        # does, but not past the last one.
+        if (size and addr >= start + size) or (not size and i + 1 >= len(self.addrs)):
+            return None
+        return self.name_at(i).decode("utf-8", "replace"), start
+
+    def to_bytes(self) -> bytes:
+        return b"".join(
+            [
+                _HEADER.pack(MAGIC, len(self.addrs), len(self.blob)),
+                _le(self.addrs),
+                _le(self.sizes),
+                _le(self.name_offs),
+                self.blob,
+            ]
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SymbolTable:
+        if len(data) < _HEADER.size:
+            raise CacheFormatError("short header")
+        magic, n, blob_len = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise CacheFormatError("bad magic")
+        need = _HEADER.size + 8 * (3 * n + 1) + blob_len
+        if len(data) != need:
+            raise CacheFormatError("size does not match header")
+        pos = _HEADER.size
+        arrays = []
+        for count in (n, n, n + 1):
+            a = array("Q")
+            a.frombytes(data[pos:pos + 8 * count])
+            if _BIG_ENDIAN:
+                a.byteswap()
+            arrays.append(a)
+            pos += 8 * count
+        blob = data[pos:pos + blob_len]
+        offs = arrays[2]
+        if offs[0] != 0 or offs[-1] != blob_len or any(
+            offs[i] > offs[i + 1] for i in range(n)
+        ):
+            raise CacheFormatError("name offsets out of order")
+        return cls(arrays[0], arrays[1], offs, blob)
+
+
+_BIG_ENDIAN = array("H", [1]).tobytes() != b"\x01\x00"
+
+
+def _le(a: array) -> bytes:
+    if _BIG_ENDIAN:
+        a = array(a.typecode, a)
+        a.byteswap()
+    return a.tobytes()
