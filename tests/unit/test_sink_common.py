@@ -134,3 +134,22 @@ def test_synthetic_totals_are_what_the_tests_rely_on():
     assert cum["workload"] == 1009 + 300
     assert flat["lib_beta"] == 700
     assert cum["recurse"] == 4  # counted once per stack though it appears three times
+
+
+@pytest.mark.parametrize("name", ["pprof", "speedscope", "html", "parquet"])
+def test_registry_offers_each_sink_with_the_same_output(name):
+    # GIVEN the sink registry of symbolizer/sinks/__init__.py (what `--format NAME` uses)
+    from symbolizer.sinks import available_formats, get_sink
+
+    assert name in available_formats()
+    module = importlib.import_module(f"symbolizer.sinks.{name}")
+    direct, via_registry = io.BytesIO(), io.BytesIO()
+    module.write(synthetic_profiles(), direct)
+    # WHEN the command drives it window by window
+    sink = get_sink(name)(via_registry)
+    for profile in synthetic_profiles():
+        sink.write_profile(profile)
+        sink.end_window()
+    sink.close()
+    # THEN it writes what write() writes (parquet embeds no time, so it is byte-equal too)
+    assert via_registry.getvalue() == direct.getvalue()
