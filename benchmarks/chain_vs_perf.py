@@ -4,8 +4,8 @@ system-wide for --duration seconds, against `perf record -F 100 -a -g` for as lo
 
 Both run while the fixture workload keeps one core busy (so there are stacks to handle) and
 the chain uploads to the test receiver (tests/receiver) on 127.0.0.1. Every --interval seconds
-it reads each process's CPU time (utime + stime from /proc/PID/stat, children included once
-they are reaped) and RSS (VmRSS from /proc/PID/status), per command. CPU is reported as % of
+it reads the CPU time of every process of each tool's process group (utime + stime from
+/proc/PID/stat; the last reading is kept for processes that end) and RSS (VmRSS from /proc/PID/status), per command. CPU is reported as % of
 one core over the run; memory as RSS at the first sample after warm-up and at the end, so
 growth over time shows.
 
