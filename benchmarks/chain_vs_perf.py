@@ -5,9 +5,9 @@ system-wide for --duration seconds, against `perf record -F 100 -a -g` for as lo
 Both run while the fixture workload keeps one core busy (so there are stacks to handle) and
 the chain uploads to the test receiver (tests/receiver) on 127.0.0.1. Every --interval seconds
 it reads the CPU time of every process of each tool's process group (utime + stime from
-/proc/PID/stat; the last reading is kept for processes that end) and RSS (VmRSS from /proc/PID/status), per command. CPU is reported as % of
-one core over the run; memory as RSS at the first sample after warm-up and at the end, so
-growth over time shows.
+/proc/PID/stat; the last reading is kept for processes that end) and RSS (/proc/PID/statm),
+per command. CPU is reported as % of one core over the run; memory as RSS at the first
+reading after warm-up and at the end, so growth over time shows.
 
 Kernel-side cost (the BPF program, perf's own interrupt handler) is charged to whichever task
 was interrupted, for both tools alike, and is not in these numbers.
