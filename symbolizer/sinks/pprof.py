@@ -93,9 +93,12 @@ class _Mapping:
     id: int
     object: str
     build_id: str | None
+    bias: int | None  # page-aligned load bias (absolute - ELF address); None: no ELF address
     start: int
     limit: int
-    elf_at_start: int | None
+
+
+_PAGE_MASK = ~0xFFF
 
 
 class _Builder:
@@ -112,10 +115,13 @@ class _Builder:
     # Mappings. The Profile has no mapping table of its own, so one is derived per object and
     # load bias (absolute address - ELF address): the same library at two ASLR bases in two
     # processes is two mappings, as in /proc/PID/maps. Its range spans the addresses seen.
+    # The bias is rounded down to a page: the loader maps objects page-aligned, so the true
+    # bias is a page multiple, while return-address frames carry the ELF address of addr - 1
+    # (the call instruction) next to the absolute return address, one byte further.
     def mapping_for(self, frame: Frame) -> int:
         if frame.object is None or frame.kind is FrameKind.ROOT:
             return 0
-        bias = None if frame.elf_addr is None else frame.address - frame.elf_addr
+        bias = None if frame.elf_addr is None else (frame.address - frame.elf_addr) & _PAGE_MASK
         key = (frame.object, frame.build_id, bias)
         m = self.mappings.get(key)
         if m is None:
@@ -123,14 +129,13 @@ class _Builder:
                 id=len(self.mappings) + 1,
                 object=frame.object,
                 build_id=frame.build_id,
+                bias=bias,
                 start=frame.address,
                 limit=frame.address + 1,
-                elf_at_start=frame.elf_addr,
             )
-        elif frame.address < m.start:
-            m.start, m.elf_at_start = frame.address, frame.elf_addr
-        elif frame.address >= m.limit:
-            m.limit = frame.address + 1
+        else:
+            m.start = min(m.start, frame.address)
+            m.limit = max(m.limit, frame.address + 1)
         return m.id
 
     def function_for(self, frame: Frame) -> int:
@@ -180,17 +185,17 @@ class _Builder:
             msg.sub(_P_SAMPLE, sample)
         for m in self.mappings.values():
             # file_offset: the Profile carries ELF virtual addresses, not file offsets, so the
-            # offset given is the ELF address at memory_start; address - memory_start +
-            # file_offset is then the ELF address, which equals the file offset for the usual
-            # layout of shared objects and PIEs (PT_LOAD offset == vaddr). pprof uses it only
-            # to symbolize with local binaries, which has_functions turns off.
+            # offset given is the ELF address at memory_start (start - bias); address -
+            # memory_start + file_offset is then the ELF address, which equals the file offset
+            # for the usual layout of shared objects and PIEs (PT_LOAD offset == vaddr). pprof
+            # uses it only to symbolize with local binaries, which has_functions turns off.
             msg.sub(
                 _P_MAPPING,
                 _Msg()
                 .num(1, m.id)
                 .num(2, m.start)
                 .num(3, m.limit)
-                .num(4, m.elf_at_start or 0)
+                .num(4, 0 if m.bias is None else m.start - m.bias)
                 .num(5, s(m.object))
                 .num(6, s(m.build_id))
                 .num(7, 1)  # has_functions

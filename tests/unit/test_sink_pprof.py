@@ -140,3 +140,27 @@ def test_encoding_of_varints_and_string_table_starts_empty():
     # An empty profile still has its sample types and the empty string at index 0 (field 6).
     assert b"\x32\x00" in body
     assert b"samples" in body and b"nanoseconds" in body
+
+
+def test_return_frames_one_byte_off_share_their_objects_mapping(go_pprof):
+    # GIVEN frames as the symbolizer makes them: callers carry the ELF address of the call
+    # (return address - 1) next to the absolute return address
+    from dataclasses import replace
+
+    from test_sink_common import ALPHA, BETA, MAIN, RUN, root
+
+    def ret(f):
+        return replace(f, elf_addr=f.elf_addr - 1)
+
+    p = first_window()
+    p.stacks = {(root("workload"), ret(MAIN), ret(RUN), ALPHA): 5,
+                (root("workload"), ret(MAIN), ret(RUN), BETA): 7}
+    # WHEN written as pprof
+    raw = go_pprof("-raw", data=pprof.profile_to_pprof_bytes(p))
+    # THEN each object has one mapping, whose offset maps addresses back to ELF addresses
+    mappings = [ln for ln in raw.split("Mappings")[1].splitlines() if ln.strip()]
+    assert len(mappings) == 2, mappings
+    start, _, offset = re.match(r"\d+: (0x[0-9a-f]+)/(0x[0-9a-f]+)/(0x[0-9a-f]+) " +
+                                re.escape(EXE), mappings[0]).groups()
+    assert int(start, 16) == ALPHA.address
+    assert int(offset, 16) == ALPHA.elf_addr
