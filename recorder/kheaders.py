@@ -90,17 +90,40 @@ def ensure_kernel_headers(*, quiet: bool = False) -> str | None:
     return note
 
 
+TRACEFS = "/sys/kernel/tracing"
+
+
+def ensure_tracefs() -> str | None:
+    """bcc reads tracepoint formats (for TRACEPOINT_PROBE's `args`) from tracefs, which some
+    minimal systems do not mount. Mount it as perf does when it is missing; returns a note."""
+    if os.path.isdir(os.path.join(TRACEFS, "events")):
+        return None
+    import subprocess
+
+    result = subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS],
+                            capture_output=True, text=True)
+    if result.returncode != 0 or not os.path.isdir(os.path.join(TRACEFS, "events")):
+        raise EnvironmentProblem(
+            f"tracefs is not mounted at {TRACEFS} and mounting it failed "
+            f"({result.stderr.strip() or 'no events directory'}); run "
+            f"`mount -t tracefs nodev {TRACEFS}` as root"
+        )
+    return f"mounted tracefs at {TRACEFS} (bcc reads tracepoint formats there)"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="Link Debian kernel headers for bcc if needed.")
     ap.add_argument("--ensure", action="store_true")
     ap.parse_args()
     try:
         note = ensure_kernel_headers(quiet=True)
+        mounted = ensure_tracefs()
     except EnvironmentProblem as exc:
         print(f"setup: {exc}", file=sys.stderr)
         return exc.exit_code
-    if note:
-        print(f"setup: {note}")
+    for line in (note, mounted):
+        if line:
+            print(f"setup: {line}")
     return 0
 
 

@@ -98,9 +98,11 @@ def read_elf_info(f, size: int, *, want_sections: bool = True) -> ElfInfo:
     for i in range(min(e_phnum, MAX_HEADERS)):
         raw = r.read(e_phoff + i * e_phentsize, ph_size)
         if is64:
-            p_type, p_flags, p_off, p_vaddr, _pa, p_filesz, p_memsz, _al = struct.unpack(ph_fmt, raw)
+            fields = struct.unpack(ph_fmt, raw)
+            p_type, p_flags, p_off, p_vaddr, _pa, p_filesz, p_memsz, _al = fields
         else:
-            p_type, p_off, p_vaddr, _pa, p_filesz, p_memsz, p_flags, _al = struct.unpack(ph_fmt, raw)
+            fields = struct.unpack(ph_fmt, raw)
+            p_type, p_off, p_vaddr, _pa, p_filesz, p_memsz, p_flags, _al = fields
         if p_type == PT_LOAD:
             loads.append(LoadSegment(p_off, p_vaddr, p_filesz, p_memsz, p_flags))
         elif p_type == PT_NOTE:
@@ -131,7 +133,7 @@ def read_elf_info(f, size: int, *, want_sections: bool = True) -> ElfInfo:
     build_id = None
     for off, length in notes:
         try:
-            build_id = _find_build_id(r.read(off, min(length, 1 << 16)), e)
+            build_id = find_build_id(r.read(off, min(length, 1 << 16)), e)
         except ElfError:
             continue
         if build_id:
@@ -147,7 +149,7 @@ def read_elf_info(f, size: int, *, want_sections: bool = True) -> ElfInfo:
     )
 
 
-def _find_build_id(data: bytes, e: str) -> str | None:
+def find_build_id(data: bytes, e: str) -> str | None:
     """Walk ELF notes (namesz, descsz, type, name, desc; each padded to 4 bytes)."""
     pos = 0
     while pos + 12 <= len(data):

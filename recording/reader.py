@@ -89,7 +89,9 @@ def _iter_stream(f: BinaryIO, source: str) -> Iterator[pa.RecordBatch]:
         except StopIteration:
             return
         except (pa.ArrowInvalid, OSError) as exc:
-            raise RecordingFormatError(f"{source}: stream ended mid-batch ({_short(exc)})") from None
+            raise RecordingFormatError(
+                f"{source}: stream ended mid-batch ({_short(exc)})"
+            ) from None
         yield batch
 
 

@@ -1,0 +1,114 @@
+"""`ebpf-record`: thin command over recorder.session."""
+
+from __future__ import annotations
+
+import sys
+
+from recorder.options import RecordOptions
+from recorder.session import Recorder, Summary
+from recorder.targets import check_target
+from recording import cli as common
+from recording.argparse_util import ArgumentParser, parse_duration
+from recording.errors import UsageError
+from recording.writer import check_writable
+
+PROG = "ebpf-record"
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog=PROG,
+        description="Sample on-CPU stacks with BPF and write a recording for offline "
+        "symbolization.",
+        epilog="Examples: ebpf-record --out run.parquet --duration 30 | "
+        "ebpf-record --out run.parquet -- ./server --port 8080 | "
+        "ebpf-record --out - | ebpf-symbolize -",
+    )
+    p.add_argument("--out", required=True, help="Parquet file to write, or - for an Arrow "
+                   "IPC stream on stdout")
+    p.add_argument("--sample-rate", type=int, default=100, metavar="HZ",
+                   help="samples per second per CPU (default 100, as pyroscope ebpf)")
+    p.add_argument("--pid", type=int, action="append", default=[], metavar="PID",
+                   help="profile this process and its children (repeatable)")
+    p.add_argument("--duration", type=parse_duration, metavar="SECONDS",
+                   help="stop after this long (default: until Ctrl-C/SIGTERM or the command "
+                   "exits)")
+    p.add_argument("--drain-interval", type=parse_duration, default=1.0, metavar="SECONDS",
+                   help="seconds per window: how often the kernel maps are read (default 1)")
+    p.add_argument("--stack-storage-size", type=int, default=16384, metavar="N",
+                   help="stack map entries per drain (default 16384); raise if stacks are lost")
+    p.add_argument("--counts-size", type=int, default=40960, metavar="N",
+                   help="unique (process, stack) entries per drain (default 40960)")
+    p.add_argument("--include-idle", action="store_true", help="keep samples of the idle task")
+    p.add_argument("--all-kallsyms", action="store_true",
+                   help="store every kernel symbol, not only those frames fall in")
+    p.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="show progress (default: only on a terminal)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--debug-bpf", action="store_true", help="print the BPF program as loaded")
+    return p
+
+
+def parse_options(argv: list[str]) -> RecordOptions:
+    if "--" in argv:
+        i = argv.index("--")
+        argv, command = argv[:i], tuple(argv[i + 1 :])
+        if not command:
+            raise UsageError("nothing after --; give the command to run, e.g. -- ./server")
+    else:
+        command = ()
+    a = build_parser().parse_args(argv)
+    if not 1 <= a.sample_rate <= 10000:
+        raise UsageError(f"--sample-rate {a.sample_rate} is out of range; use 1..10000 Hz")
+    for flag, value in (("--stack-storage-size", a.stack_storage_size),
+                        ("--counts-size", a.counts_size)):
+        if value < 64:
+            raise UsageError(f"{flag} {value} is too small; use at least 64")
+    return RecordOptions(
+        out=a.out, sample_rate=a.sample_rate, pids=tuple(a.pid), command=command,
+        duration=a.duration, drain_interval=a.drain_interval,
+        stack_storage_size=a.stack_storage_size, counts_size=a.counts_size,
+        include_idle=a.include_idle, all_kallsyms=a.all_kallsyms, progress=a.progress,
+        debug_bpf=a.debug_bpf,
+    )
+
+
+def report(s: Summary, opts: RecordOptions) -> None:
+    where = "stdout" if opts.out == "-" else opts.out
+    share = 100.0 * s.cpu_steady / s.seconds if s.seconds else 0.0
+    lost = s.lost_user_stacks + s.lost_kernel_stacks + s.dropped_counts_full
+    print(
+        f"{PROG}: {s.samples:,} samples ({lost:,} lost), {s.processes:,} processes, "
+        f"{s.objects:,} objects, {s.bytes_written:,} bytes to {where} in {s.seconds:.1f} s; "
+        f"recorder CPU {s.cpu_total:.2f} s ({s.cpu_steady:.2f} s after start-up, "
+        f"{share:.2f}% of one core)",
+        file=sys.stderr,
+    )
+    if s.lost_user_stacks or s.lost_kernel_stacks:
+        print(f"{PROG}: warning: {s.lost_user_stacks + s.lost_kernel_stacks:,} stacks lost to "
+              f"stack map collisions or a full map; raise --stack-storage-size (now "
+              f"{opts.stack_storage_size})", file=sys.stderr)
+    if s.dropped_counts_full:
+        print(f"{PROG}: warning: {s.dropped_counts_full:,} samples dropped, the count map was "
+              f"full; raise --counts-size (now {opts.counts_size}) or lower --drain-interval",
+              file=sys.stderr)
+
+
+def record(argv: list[str]) -> int:
+    opts = parse_options(argv)
+    check_writable(opts.out)
+    if opts.out == "-" and sys.stdout.isatty():
+        raise UsageError("--out - writes binary Arrow data; pipe it (| ebpf-symbolize -) "
+                         "or give a file name")
+    target = check_target(opts.pids, opts.command)
+    summary = Recorder(opts, target).run()
+    report(summary, opts)
+    return summary.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    return common.run(PROG, record, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

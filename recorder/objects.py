@@ -1,0 +1,126 @@
+"""ELF objects seen in executable mappings: build ID and PT_LOAD headers, read once each.
+
+Objects are read through /proc/PID/map_files/START-END, which opens the very file that is
+mapped even when it was deleted or replaced on disk, and resolves paths inside the process's
+mount namespace (containers). /proc/PID/root/PATH is the fallback where map_files is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from recorder.procfs import Mapping
+from recording.elf import ElfError, ElfInfo, read_elf_info
+
+DELETED_SUFFIX = " (deleted)"
+
+
+@dataclass(frozen=True)
+class ObjectFacts:
+    object_id: str
+    path: str
+    build_id: str | None
+    elf_type: str | None
+    phdrs: list[dict]
+    inode: int
+    dev: str
+    reason: str | None = None
+    data: bytes | None = None
+
+    def row(self) -> dict:
+        return {
+            "record": "object",
+            "object_id": self.object_id,
+            "path": self.path,
+            "build_id": self.build_id,
+            "elf_type": self.elf_type,
+            "phdrs": self.phdrs,
+            "inode": self.inode,
+            "dev": self.dev,
+            "reason": self.reason,
+            "data": self.data,
+        }
+
+
+def fallback_id(path: str, dev: str, inode: int) -> str:
+    return f"{path}@{dev}:{inode}"
+
+
+def facts_from_info(info: ElfInfo, path: str, dev: str, inode: int, **extra) -> ObjectFacts:
+    reason = None if info.build_id else "no GNU build ID note"
+    return ObjectFacts(
+        object_id=info.build_id or fallback_id(path, dev, inode),
+        path=path,
+        build_id=info.build_id,
+        elf_type=info.elf_type,
+        phdrs=[
+            {"offset": s.offset, "vaddr": s.vaddr, "filesz": s.filesz, "memsz": s.memsz,
+             "flags": s.flags}
+            for s in info.loads
+        ],
+        inode=inode,
+        dev=dev,
+        reason=extra.pop("reason", None) or reason,
+        **extra,
+    )
+
+
+def _open_candidates(pid: int, m: Mapping, proc: str) -> list[str]:
+    path = m.path[: -len(DELETED_SUFFIX)] if m.path.endswith(DELETED_SUFFIX) else m.path
+    return [f"{proc}/{pid}/map_files/{m.map_files_name}", f"{proc}/{pid}/root{path}"]
+
+
+class ObjectRegistry:
+    """Reads each (dev, inode, path) once; remembers the object id for later mappings."""
+
+    def __init__(self, proc: str = "/proc") -> None:
+        self.proc = proc
+        self._ids: dict[tuple[str, int, str], str] = {}
+        self._emitted: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._emitted)
+
+    def object_for(self, pid: int, m: Mapping) -> tuple[str, ObjectFacts | None]:
+        """(object_id, facts to write if this object is new to the recording)."""
+        key = (m.dev, m.inode, m.path)
+        known = self._ids.get(key)
+        if known is not None:
+            return known, None
+        facts = self._read(pid, m)
+        self._ids[key] = facts.object_id
+        if facts.object_id in self._emitted:
+            return facts.object_id, None
+        self._emitted.add(facts.object_id)
+        return facts.object_id, facts
+
+    def add_memory_object(self, facts: ObjectFacts) -> bool:
+        if facts.object_id in self._emitted:
+            return False
+        self._emitted.add(facts.object_id)
+        return True
+
+    def _read(self, pid: int, m: Mapping) -> ObjectFacts:
+        errors = []
+        for candidate in _open_candidates(pid, m, self.proc):
+            try:
+                with open(candidate, "rb") as f:
+                    size = os.fstat(f.fileno()).st_size
+                    info = read_elf_info(f, size, want_sections=False)
+                return facts_from_info(info, m.path, m.dev, m.inode)
+            except ElfError as exc:
+                errors.append(f"not a readable ELF file ({exc})")
+                break  # the file opened: another path to it will not parse better
+            except (OSError, ValueError) as exc:
+                errors.append(getattr(exc, "strerror", None) or str(exc))
+        return ObjectFacts(
+            object_id=fallback_id(m.path, m.dev, m.inode),
+            path=m.path,
+            build_id=None,
+            elf_type=None,
+            phdrs=[],
+            inode=m.inode,
+            dev=m.dev,
+            reason="unreadable: " + "; ".join(dict.fromkeys(errors)),
+        )

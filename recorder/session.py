@@ -1,0 +1,249 @@
+"""One recording run: load BPF, drain it every interval, snapshot processes, write rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+from recorder import kheaders
+from recorder.bpf_program import ProfileProgram, StackCount
+from recorder.kernel import KernelSymbols, kernel_build_id, module_rows, read_vdso
+from recorder.objects import ObjectRegistry
+from recorder.options import RecordOptions
+from recorder.snapshots import ProcessTracker
+from recorder.targets import GatedCommand, Target
+from recording.cli import is_terminal
+from recording.errors import EnvironmentProblem
+from recording.schema import SCHEMA_VERSION
+from recording.writer import RecordingWriter, open_writer
+
+RECORDER_VERSION = "0.1.0"
+
+
+def cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+@dataclass
+class Summary:
+    samples: int = 0
+    lost_user_stacks: int = 0
+    lost_kernel_stacks: int = 0
+    dropped_counts_full: int = 0
+    processes: int = 0
+    objects: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+    cpu_total: float = 0.0
+    cpu_steady: float = 0.0
+    exit_code: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def check_environment() -> str | None:
+    """Root, bcc and kernel headers; returns the headers note to print, if any."""
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("ebpf-record needs root for BPF and perf events; run it with sudo")
+    from recorder.bpf_program import import_bcc
+
+    import_bcc()
+    notes = [kheaders.ensure_kernel_headers(quiet=True), kheaders.ensure_tracefs()]
+    return "; ".join(n for n in notes if n) or None
+
+
+class Recorder:
+    def __init__(self, opts: RecordOptions, target: Target) -> None:
+        self.opts = opts
+        self.target = target
+        self.stop_reason: str | None = None
+        self.progress = is_terminal() if opts.progress is None else opts.progress
+        self.child: GatedCommand | None = None
+        self.pending: set[int] = set()
+
+    # -- signals -------------------------------------------------------------------------
+    def _on_signal(self, signum, _frame) -> None:
+        self.stop_reason = signal.Signals(signum).name
+        if self.child is not None and not _child_got_terminal_signal(signum):
+            self.child.forward(signum)
+
+    def run(self) -> Summary:
+        opts = self.opts
+        headers_note = check_environment()
+        cpu0 = cpu_seconds()
+        t0 = time.monotonic()
+        writer: RecordingWriter = open_writer(opts.out)
+        summary = Summary()
+        if headers_note:
+            summary.notes.append(headers_note)
+            print(f"ebpf-record: {headers_note}", file=sys.stderr)
+        program = ProfileProgram(opts, filter_pids=self.target.mode != "system")
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT,
+                                                                       signal.SIGTERM)}
+        try:
+            ksyms = KernelSymbols.load()
+            vdso = read_vdso()
+            tracker = ProcessTracker(ObjectRegistry(), vdso)
+            writer.write_rows(self._meta_rows(headers_note, len(ksyms)))
+            writer.write_rows(module_rows())
+            if opts.all_kallsyms:
+                writer.write_rows(ksyms.all_rows())
+            program.open_events(self.pending.add)
+            if self.target.mode == "pid":
+                program.add_targets(list(self.target.pids))
+            if self.target.mode == "command":
+                self.child = GatedCommand(self.target.command)
+                program.add_targets([self.child.pid])
+            program.attach(opts.sample_rate)
+            if self.child is not None:
+                self.child.release()
+            cpu_start = cpu_seconds()
+            self._loop(program, tracker, ksyms, writer, summary)
+            stats = program.stats()
+            program.close()
+            writer.write_rows(tracker.final_perfmap_rows())
+            (summary.samples, summary.lost_user_stacks, summary.lost_kernel_stacks,
+             summary.dropped_counts_full) = stats
+            summary.processes = len(tracker)
+            summary.objects = len(tracker.objects)
+            summary.seconds = time.monotonic() - t0
+            summary.cpu_total = cpu_seconds() - cpu0
+            summary.cpu_steady = cpu_seconds() - cpu_start
+            writer.write_rows(self._stats_rows(summary))
+            writer.close()
+            summary.bytes_written = writer.bytes_written
+        finally:
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+        if self.child is not None:
+            summary.exit_code = self.child.wait()
+        return summary
+
+    def _loop(self, program: ProfileProgram, tracker: ProcessTracker, ksyms: KernelSymbols,
+              writer: RecordingWriter, summary: Summary) -> None:
+        interval = self.opts.drain_interval
+        start = time.time()
+        deadline = start + self.opts.duration if self.opts.duration else None
+        window_start_ns = time.time_ns()
+        # Align drains to multiples of the interval so windows nest in Pyroscope's 10 s ones.
+        next_drain = (int(start / interval) + 1) * interval
+        pending_rows: list[dict] = []
+        total = 0
+        while True:
+            now = time.time()
+            wait = min(next_drain, deadline or next_drain) - now
+            if wait > 0 and self.stop_reason is None:
+                program.poll_events(int(min(wait, 0.2) * 1000) + 1)
+            pending_rows.extend(self._observe_pending(tracker))
+            finished = self._finished(deadline)
+            now = time.time()
+            if now >= next_drain or finished:
+                if finished:
+                    program.detach()  # the last drain then sees every sample taken
+                window_end_ns = time.time_ns()
+                counts = program.drain()
+                rows = self._window_rows(counts, tracker, ksyms, window_start_ns, window_end_ns)
+                writer.write_rows(pending_rows + rows)
+                writer.flush()
+                pending_rows = []
+                total += sum(c.count for c in counts)
+                window_start_ns = window_end_ns
+                next_drain = (int(now / interval) + 1) * interval
+                if self.progress:
+                    print(f"\rebpf-record: {now - start:6.1f} s  {total:>9,} samples  "
+                          f"{len(tracker):>5} processes  {writer.bytes_written:>11,} bytes",
+                          end="", file=sys.stderr, flush=True)
+            if finished:
+                if self.progress:
+                    print(file=sys.stderr)
+                return
+
+    def _observe_pending(self, tracker: ProcessTracker) -> list[dict]:
+        rows: list[dict] = []
+        while self.pending:
+            rows.extend(tracker.observe(self.pending.pop()))
+        return rows
+
+    def _finished(self, deadline: float | None) -> bool:
+        if self.stop_reason is not None:
+            return True
+        if deadline is not None and time.time() >= deadline:
+            self.stop_reason = "duration"
+            return True
+        if self.child is not None and self.child.poll() is not None:
+            self.stop_reason = "command exited"
+            return True
+        if self.target.mode == "pid" and not any(
+            os.path.exists(f"/proc/{p}") for p in self.target.pids
+        ):
+            self.stop_reason = "target processes exited"
+            return True
+        return False
+
+    def _window_rows(self, counts: list[StackCount], tracker: ProcessTracker,
+                     ksyms: KernelSymbols, start_ns: int, end_ns: int) -> list[dict]:
+        rows: list[dict] = []
+        kaddrs: set[int] = set()
+        for c in counts:
+            if c.tgid not in tracker.known:
+                rows.extend(tracker.observe(c.tgid))  # its event was lost or not yet handled
+            kaddrs.update(c.kernel_stack)
+        rows.extend(ksyms.rows_for(kaddrs))
+        total = 0
+        for c in counts:
+            total += c.count
+            rows.append({
+                "record": "sample", "window_start_ns": start_ns, "window_end_ns": end_ns,
+                "pid": c.tgid, "comm": c.comm, "count": c.count,
+                "user_stack": list(c.user_stack), "kernel_stack": list(c.kernel_stack),
+                "user_stack_error": c.user_stack_error,
+                "kernel_stack_error": c.kernel_stack_error,
+            })
+        rows.append({"record": "window", "window_start_ns": start_ns, "window_end_ns": end_ns,
+                     "count": total})
+        return rows
+
+    def _meta_rows(self, headers_note: str | None, nsyms: int) -> list[dict]:
+        meta = {
+            "schema_version": str(SCHEMA_VERSION),
+            "recorder_version": RECORDER_VERSION,
+            "hostname": socket.gethostname(),
+            "kernel_release": platform.release(),
+            "kernel_build_id": kernel_build_id(),
+            "sample_rate_hz": str(self.opts.sample_rate),
+            "drain_interval_s": str(self.opts.drain_interval),
+            "target": json.dumps(self.target.describe()),
+            "started_ns": str(time.time_ns()),
+            "kallsyms": "all" if self.opts.all_kallsyms else "needed",
+            "headers_note": headers_note,
+        }
+        return [{"record": "meta", "key": k, "value": v} for k, v in meta.items()
+                if v is not None]
+
+    def _stats_rows(self, s: Summary) -> list[dict]:
+        stats = {
+            "samples": s.samples, "lost_user_stacks": s.lost_user_stacks,
+            "lost_kernel_stacks": s.lost_kernel_stacks,
+            "dropped_samples_counts_full": s.dropped_counts_full, "processes": s.processes,
+            "objects": s.objects, "ended_ns": time.time_ns(),
+            "recorder_cpu_s": round(s.cpu_total, 3), "stop_reason": self.stop_reason,
+        }
+        return [{"record": "stats", "key": k, "value": str(v)} for k, v in stats.items()]
+
+
+def _child_got_terminal_signal(signum: int) -> bool:
+    """Ctrl-C on a terminal reaches the whole foreground process group, child included:
+    forwarding it again would deliver it twice."""
+    if signum != signal.SIGINT:
+        return False
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except OSError:
+        return False

@@ -1,0 +1,112 @@
+"""Turns /proc snapshots into recording rows, once per process and again when mappings change."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from recorder import procfs
+from recorder.objects import ObjectFacts, ObjectRegistry
+from recorder.procfs import ProcessSnapshot
+from recording.cgroups import container_info
+
+
+def _cgroup_facts(cgroup_text: str | None) -> tuple[str | None, str | None]:
+    """(cgroup path, container ID) from /proc/PID/cgroup contents."""
+    if not cgroup_text:
+        return None, None
+    info = container_info(cgroup_text)
+    return info.path, info.container_id
+
+
+@dataclass
+class _Known:
+    seq: int
+    key: tuple
+    has_anon_exec: bool
+
+
+class ProcessTracker:
+    def __init__(self, objects: ObjectRegistry, vdso: ObjectFacts | None,
+                 proc: str = "/proc") -> None:
+        self.objects = objects
+        self.vdso = vdso
+        self.proc = proc
+        self.known: dict[int, _Known] = {}
+        self._perfmap_seen: set[tuple[int, int, str]] = set()
+
+    def __len__(self) -> int:
+        return len(self.known)
+
+    def observe(self, pid: int) -> list[dict]:
+        """Rows for a new process, or for one whose executable mappings changed."""
+        snap = procfs.snapshot(pid, self.proc)
+        prev = self.known.get(pid)
+        if snap.reason and prev is not None:
+            return []  # exited: the snapshot we have stays valid for its samples
+        key = snap.exec_key()
+        if prev is not None and prev.key == key:
+            return []
+        seq = prev.seq + 1 if prev else 0
+        has_anon = any(not m.path for m in snap.mappings)
+        self.known[pid] = _Known(seq, key, has_anon)
+        rows = self._rows(snap, seq)
+        if has_anon:
+            rows.extend(self.perfmap_rows(pid))
+        return rows
+
+    def _rows(self, snap: ProcessSnapshot, seq: int) -> list[dict]:
+        cgroup, container_id = _cgroup_facts(snap.cgroup)
+        rows: list[dict] = [{
+            "record": "process", "time_ns": time.time_ns(), "pid": snap.pid, "ppid": snap.ppid,
+            "comm": snap.comm, "exe": snap.exe, "cgroup": cgroup, "container_id": container_id,
+            "maps_seq": seq, "reason": snap.reason,
+        }]
+        objects: list[dict] = []
+        for m in snap.mappings:
+            object_id = None
+            if m.path == "[vdso]" and self.vdso is not None:
+                object_id = self.vdso.object_id
+                if self.objects.add_memory_object(self.vdso):
+                    objects.append(self.vdso.row())
+            elif m.is_file:
+                object_id, facts = self.objects.object_for(snap.pid, m)
+                if facts is not None:
+                    objects.append(facts.row())
+            rows.append({
+                "record": "mapping", "pid": snap.pid, "maps_seq": seq, "start": m.start,
+                "end": m.end, "file_offset": m.file_offset, "path": m.path, "inode": m.inode,
+                "dev": m.dev, "perms": m.perms, "object_id": object_id,
+            })
+        return objects + rows
+
+    def perfmap_rows(self, pid: int) -> list[dict]:
+        """New entries of the process's /tmp/perf-PID.map (the perf JIT interface:
+        tools/perf/Documentation/jit-interface.txt: `START SIZE symbolname`, hex)."""
+        rows = []
+        try:
+            with open(f"{self.proc}/{pid}/root/tmp/perf-{pid}.map", errors="replace") as f:
+                for line in f:
+                    parts = line.rstrip("\n").split(" ", 2)
+                    if len(parts) != 3:
+                        continue
+                    try:
+                        addr, size = int(parts[0], 16), int(parts[1], 16)
+                    except ValueError:
+                        continue
+                    key = (pid, addr, parts[2])
+                    if key in self._perfmap_seen:
+                        continue
+                    self._perfmap_seen.add(key)
+                    rows.append({"record": "perfmap", "pid": pid, "addr": addr, "size": size,
+                                 "name": parts[2]})
+        except OSError:
+            pass
+        return rows
+
+    def final_perfmap_rows(self) -> list[dict]:
+        rows = []
+        for pid, k in self.known.items():
+            if k.has_anon_exec:
+                rows.extend(self.perfmap_rows(pid))
+        return rows

@@ -1,0 +1,120 @@
+"""What to profile: the whole system, given PIDs, or a command started for the purpose.
+
+A command is started before BPF sampling begins but held at a gate (a pipe it reads in
+`preexec_fn`, before exec) until its pid is a BPF target, so its very first instructions and
+every child it forks are profiled, as `pyroscope exec` intends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+from dataclasses import dataclass
+
+from recorder.procfs import process_exists
+from recording.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Target:
+    mode: str  # "system" | "pid" | "command"
+    pids: tuple[int, ...] = ()
+    command: tuple[str, ...] = ()
+
+    def describe(self) -> dict:
+        if self.mode == "command":
+            return {"mode": self.mode, "command": list(self.command)}
+        if self.mode == "pid":
+            return {"mode": self.mode, "pids": list(self.pids)}
+        return {"mode": self.mode}
+
+
+def check_target(pids: tuple[int, ...], command: tuple[str, ...]) -> Target:
+    """Validate before anything is loaded; one clear error per problem."""
+    if pids and command:
+        raise UsageError("give either --pid or a command after --, not both")
+    if command:
+        exe = command[0]
+        found = shutil.which(exe) if os.sep not in exe else (exe if os.path.exists(exe) else None)
+        if found is None:
+            raise UsageError(f"command not found: {exe}; check the name or give its full path")
+        if not os.access(found, os.X_OK) or os.path.isdir(found):
+            raise UsageError(f"command is not executable: {found}; check its permissions")
+        return Target("command", command=command)
+    if pids:
+        for pid in pids:
+            if pid <= 0:
+                raise UsageError(f"--pid {pid} is not a process id; give a positive pid")
+            if not process_exists(pid):
+                raise UsageError(f"no process with pid {pid}; check `ps -p {pid}`")
+        return Target("pid", pids=pids)
+    return Target("system")
+
+
+class GatedCommand:
+    """A child process waiting at a gate until `release()`.
+
+    subprocess.Popen cannot do this: it waits for the exec to happen before returning the pid.
+    So: fork, let the child block on a pipe, then exec; an exec failure is reported back
+    through a close-on-exec pipe (the way subprocess does it) and becomes exit code 127.
+    """
+
+    def __init__(self, argv: tuple[str, ...]) -> None:
+        gate_r, gate_w = os.pipe()
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # child
+            try:
+                os.close(gate_w)
+                os.close(err_r)
+                os.read(gate_r, 1)  # returns when the recorder writes or exits
+                os.close(gate_r)
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.execvp(argv[0], list(argv))
+            except OSError as exc:
+                os.write(err_w, (exc.strerror or "exec failed").encode())
+            finally:
+                os._exit(127)
+        os.close(gate_r)
+        os.close(err_w)
+        self._gate_w = gate_w
+        self._err_r = err_r
+        self.pid = pid
+        self.argv = argv
+        self.returncode: int | None = None
+
+    def release(self) -> None:
+        os.write(self._gate_w, b"g")
+        os.close(self._gate_w)
+        error = os.read(self._err_r, 4096)  # empty once exec succeeded (pipe closed by exec)
+        os.close(self._err_r)
+        if error:
+            self.wait()
+            raise UsageError(f"cannot start {self.argv[0]}: {error.decode(errors='replace')}")
+
+    def forward(self, signum: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def _reap(self, flags: int) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, flags)
+            except ChildProcessError:
+                return self.returncode
+            if pid == self.pid:
+                # Shell convention: killed by signal N is 128 + N.
+                self.returncode = (128 + os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                                   else os.WEXITSTATUS(status))
+        return self.returncode
+
+    def poll(self) -> int | None:
+        return self._reap(os.WNOHANG)
+
+    def wait(self) -> int:
+        code = self._reap(0)
+        return 127 if code is None else code
