@@ -4,6 +4,8 @@ receiver, read back, and compare totals and shares with the workload's design
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 
 import pytest
@@ -27,10 +29,19 @@ def test_record_symbolize_upload_read_back(fixture_bins, tmp_path):
                  f" | {tool('ebpf-symbolize')} - | tee {copy}"
                  f" | {tool('ebpf-upload')} - --server-address {rx.url}"
                  f" --application-name roundtrip --spool-dir {tmp_path / 'spool'}")
-        p = subprocess.run(["bash", "-o", "pipefail", "-c", chain], capture_output=True,
-                           text=True, timeout=180)
-        assert p.returncode == 0, p.stderr
-        assert "end of input" in p.stderr
+        # own session, so a stuck stage can be killed with the whole pipeline
+        p = subprocess.Popen(["bash", "-o", "pipefail", "-c", chain], stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+        try:
+            _, err = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            _, err = p.communicate()
+            got = copy.stat().st_size if copy.exists() else 0
+            pytest.fail(f"the chain did not end within 120 s for a 3 s workload "
+                        f"(symbolizer wrote {got} bytes); stderr: {err[-800:]}")
+        assert p.returncode == 0, err
+        assert "end of input" in err
         assert rx.ingests, "nothing was uploaded"
         for ing in rx.ingests:
             assert ing.app == "roundtrip" and ing.spy_name == "ebpfspy"
