@@ -70,6 +70,7 @@ class StreamUploader:
         self.stop_signal: str | None = None
         self.stop_deadline = 0.0
         self.last_until: int | None = None
+        self.blocks = 0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -89,6 +90,7 @@ class StreamUploader:
                 self._close(self.batcher.pop_complete(b.from_ns))
                 self.batcher.add(b)
                 self.last_until = b.until_ns
+                self.blocks += 1
             elif isinstance(ev, WindowEnd) and ev.until_ns is not None:
                 self._close(self.batcher.pop_complete(ev.until_ns))
 
@@ -134,6 +136,9 @@ class StreamUploader:
                 signal.signal(s, h)
         if self.sender.error is not None:
             raise self.sender.error
+        if not self.blocks:
+            log.warning("no profiles arrived on stdin before it ended; check the commands "
+                        "before ebpf-upload in the pipe (their errors are above)")
         if last:
             log.info("stopping on %s: flushed the last window (%d sample(s)); %s",
                      why, sum(w.total for w in last), self.session.summary())
