@@ -105,5 +105,37 @@ def snapshot(pid: int, proc: str = "/proc") -> ProcessSnapshot:
     return snap
 
 
+def descendants(roots: set[int], proc: str = "/proc") -> set[int]:
+    """Processes whose parent chain reaches one of `roots` (the roots excluded)."""
+    parent: dict[int, int] = {}
+    for name in os.listdir(proc):
+        if name.isdigit():
+            try:
+                ppid = parse_stat_ppid(_read(f"{proc}/{name}/stat"))
+            except OSError:
+                continue
+            if ppid is not None:
+                parent[int(name)] = ppid
+    found: set[int] = set()
+    for pid in parent:
+        chain, p = [], pid
+        while p in parent and p not in roots and p not in found and len(chain) < 4096:
+            chain.append(p)
+            p = parent[p]
+        if p in roots or p in found:
+            found.update(chain)
+    return found - roots
+
+
+def is_running(pid: int, proc: str = "/proc") -> bool:
+    """True while the process runs; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        stat = _read(f"{proc}/{pid}/stat")
+    except OSError:
+        return False
+    state = stat[stat.rfind(")") + 2 :][:1]
+    return state not in ("Z", "X", "")
+
+
 def process_exists(pid: int, proc: str = "/proc") -> bool:
     return os.path.isdir(f"{proc}/{pid}")

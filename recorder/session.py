@@ -17,6 +17,7 @@ from recorder.bpf_program import ProfileProgram, StackCount
 from recorder.kernel import KernelSymbols, kernel_build_id, module_rows, read_vdso
 from recorder.objects import ObjectRegistry
 from recorder.options import RecordOptions
+from recorder.procfs import descendants, is_running
 from recorder.snapshots import ProcessTracker
 from recorder.targets import GatedCommand, Target
 from recording.cli import is_terminal
@@ -97,7 +98,9 @@ class Recorder:
                 writer.write_rows(ksyms.all_rows())
             program.open_events(self.pending.add)
             if self.target.mode == "pid":
-                program.add_targets(list(self.target.pids))
+                # Children that exist already; the fork tracepoint adds later ones.
+                roots = set(self.target.pids)
+                program.add_targets(sorted(roots | descendants(roots)))
             if self.target.mode == "command":
                 self.child = GatedCommand(self.target.command)
                 program.add_targets([self.child.pid])
@@ -180,9 +183,7 @@ class Recorder:
         if self.child is not None and self.child.poll() is not None:
             self.stop_reason = "command exited"
             return True
-        if self.target.mode == "pid" and not any(
-            os.path.exists(f"/proc/{p}") for p in self.target.pids
-        ):
+        if self.target.mode == "pid" and not any(is_running(p) for p in self.target.pids):
             self.stop_reason = "target processes exited"
             return True
         return False

@@ -1,0 +1,199 @@
+"""ebpf-record against the fixture workload, in each target mode (needs root and BPF)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow.ipc as ipc
+import pytest
+
+from recording.reader import read_table
+from tests.conftest import tool
+
+pytestmark = [pytest.mark.bpf, pytest.mark.slow]
+
+
+def record(args: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([tool("ebpf-record"), "--no-progress", *args], capture_output=True,
+                          text=True, timeout=120, **kw)
+
+
+def rows(path: Path, record_type: str) -> list[dict]:
+    t = read_table(str(path))
+    return [r for r in t.to_pylist() if r["record"] == record_type]
+
+
+def readelf_build_id(path: Path) -> str:
+    out = subprocess.run(["readelf", "-n", str(path)], capture_output=True, text=True).stdout
+    return re.search(r"Build ID: ([0-9a-f]+)", out).group(1)
+
+
+def readelf_loads(path: Path) -> list[dict]:
+    out = subprocess.run(["readelf", "-lW", str(path)], capture_output=True, text=True).stdout
+    loads = []
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[0] == "LOAD":
+            flags = "".join(parts[6:-1])
+            loads.append({
+                "offset": int(parts[1], 16), "vaddr": int(parts[2], 16),
+                "filesz": int(parts[4], 16), "memsz": int(parts[5], 16),
+                "flags": (4 if "R" in flags else 0) | (2 if "W" in flags else 0)
+                | (1 if "E" in flags else 0),
+            })
+    return loads
+
+
+def function_ranges(path: Path) -> dict[str, tuple[int, int]]:
+    out = subprocess.run(["nm", "-S", "--defined-only", str(path)], capture_output=True,
+                         text=True).stdout
+    ranges = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "tT":
+            start = int(parts[0], 16)
+            ranges[parts[3]] = (start, start + int(parts[1], 16))
+    return ranges
+
+
+def leaf_shares(path: Path, bins: Path, pid: int | None = None) -> dict[str, float]:
+    """Share of samples whose leaf falls in each fixture function, computed from the recorded
+    mappings and program headers alone (no symbolizer): file offset -> ELF vaddr -> nm range."""
+    objects = {o["object_id"]: o for o in rows(path, "object")}
+    mappings = rows(path, "mapping")
+    funcs = {name: function_ranges(bins / name) for name in ("workload-pie", "workload-nopie",
+                                                             "libfixture.so")}
+    counts: dict[str, int] = {}
+    total = 0
+    for s in rows(path, "sample"):
+        if (pid is not None and s["pid"] != pid) or not s["user_stack"]:
+            continue
+        ip = s["user_stack"][0]
+        total += s["count"]
+        for m in mappings:
+            if m["pid"] == s["pid"] and m["start"] <= ip < m["end"] and m["object_id"]:
+                off = ip - m["start"] + m["file_offset"]
+                obj = objects[m["object_id"]]
+                for ph in obj["phdrs"]:
+                    if ph["offset"] <= off < ph["offset"] + ph["filesz"]:
+                        vaddr = off - ph["offset"] + ph["vaddr"]
+                        for fn, (lo, hi) in funcs.get(Path(m["path"]).name, {}).items():
+                            if lo <= vaddr < hi:
+                                counts[fn] = counts.get(fn, 0) + s["count"]
+                break
+    return {fn: c / total for fn, c in counts.items()} if total else {}
+
+
+def assert_design_shares(shares: dict[str, float]) -> None:
+    assert shares.get("alpha", 0) == pytest.approx(0.25, abs=0.07), shares
+    assert shares.get("lib_beta", 0) == pytest.approx(0.50, abs=0.07), shares
+    assert shares.get("gamma_fn", 0) == pytest.approx(0.25, abs=0.07), shares
+
+
+def test_command_mode_records_build_ids_phdrs_and_design_profile(fixture_bins, tmp_path):
+    out = tmp_path / "run.parquet"
+    r = record(["--out", str(out), "--", str(fixture_bins / "workload-pie"), "3"])
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"\d[\d,]* samples", r.stderr)
+
+    objects = {Path(o["path"]).name: o for o in rows(out, "object")}
+    for name in ("workload-pie", "libfixture.so"):
+        assert objects[name]["build_id"] == readelf_build_id(fixture_bins / name)
+        assert objects[name]["phdrs"] == readelf_loads(fixture_bins / name)
+        assert objects[name]["elf_type"] == "DYN"
+    samples = rows(out, "sample")
+    assert sum(s["count"] for s in samples) > 150
+    assert {s["comm"] for s in samples} == {"workload-pie"}
+    assert_design_shares(leaf_shares(out, fixture_bins))
+
+    # windows tile the run: each starts where the previous ended
+    windows = rows(out, "window")
+    assert len(windows) >= 3
+    for a, b in itertools.pairwise(windows):
+        assert b["window_start_ns"] == a["window_end_ns"]
+    stats = {s["key"]: s["value"] for s in rows(out, "stats")}
+    assert int(stats["samples"]) == sum(s["count"] for s in samples)
+    assert stats["stop_reason"] == "command exited"
+
+
+def test_command_exit_code_and_children_are_followed(fixture_bins, tmp_path):
+    out = tmp_path / "run.parquet"
+    r = record(["--out", str(out), "--", str(fixture_bins / "workload-nopie"), "2", "children"],
+               env={**os.environ, "WORKLOAD_EXIT": "3"})
+    assert r.returncode == 3, r.stderr
+    pids = {s["pid"] for s in rows(out, "sample")}
+    assert len(pids) == 3  # the parent and its two forked children
+    objects = {Path(o["path"]).name: o for o in rows(out, "object")}
+    assert objects["workload-nopie"]["elf_type"] == "EXEC"
+    assert objects["workload-nopie"]["phdrs"] == readelf_loads(fixture_bins / "workload-nopie")
+    assert_design_shares(leaf_shares(out, fixture_bins))
+
+
+def test_pid_mode_follows_existing_children(fixture_bins, tmp_path):
+    out = tmp_path / "run.parquet"
+    work = subprocess.Popen([str(fixture_bins / "workload-nopie"), "3", "children"])
+    try:
+        time.sleep(0.3)
+        r = record(["--out", str(out), "--pid", str(work.pid)])
+    finally:
+        work.wait(timeout=30)
+    assert r.returncode == 0, r.stderr
+    pids = {s["pid"] for s in rows(out, "sample")}
+    assert work.pid in pids and len(pids) == 3
+    assert {s["key"]: s["value"] for s in rows(out, "stats")}["stop_reason"] == \
+        "target processes exited"
+
+
+def test_system_mode_keeps_a_short_lived_process_symbolizable(fixture_bins, tmp_path):
+    out = tmp_path / "run.parquet"
+    rec = subprocess.Popen([tool("ebpf-record"), "--no-progress", "--out", str(out),
+                            "--duration", "4"], stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)  # BPF compiled and attached
+    short = subprocess.run([str(fixture_bins / "workload-pie"), "0.3"])
+    assert short.returncode == 0
+    _, err = rec.communicate(timeout=60)
+    assert rec.returncode == 0, err
+    procs = [p for p in rows(out, "process") if p["exe"] and p["exe"].endswith("workload-pie")]
+    assert procs, "the 300 ms process was not snapshotted"
+    pid = procs[0]["pid"]
+    paths = {m["path"] for m in rows(out, "mapping") if m["pid"] == pid}
+    assert str(fixture_bins / "libfixture.so") in paths
+    assert sum(s["count"] for s in rows(out, "sample") if s["pid"] == pid) > 5
+    # kernel symbols are stored for the kernel frames that were recorded
+    kaddrs = {a for s in rows(out, "sample") for a in (s["kernel_stack"] or [])}
+    ksyms = rows(out, "ksym")
+    if kaddrs:
+        assert ksyms and all(k["name"] for k in ksyms)
+
+
+def test_stream_output_is_one_batch_per_drain(fixture_bins, tmp_path):
+    r = subprocess.run([tool("ebpf-record"), "--no-progress", "--out", "-", "--",
+                        str(fixture_bins / "workload-pie"), "2"], capture_output=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    reader = ipc.open_stream(r.stdout)
+    batches = list(reader)
+    kinds = [set(b.column("record").to_pylist()) for b in batches]
+    assert "meta" in kinds[0]
+    assert sum("window" in k for k in kinds) >= 2
+    assert all(k.count("window") <= 1 for k in (b.column("record").to_pylist() for b in batches))
+    assert reader.schema.metadata[b"ebpf_profiler.schema_version"] == b"1"
+
+
+def test_sigterm_ends_with_a_complete_file(fixture_bins, tmp_path):
+    out = tmp_path / "run.parquet"
+    rec = subprocess.Popen([tool("ebpf-record"), "--no-progress", "--out", str(out)],
+                           stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    rec.send_signal(signal.SIGTERM)
+    _, err = rec.communicate(timeout=60)
+    assert rec.returncode == 0, err
+    stats = {s["key"]: s["value"] for s in rows(out, "stats")}
+    assert stats["stop_reason"] == "SIGTERM"
+    assert not Path(f"{out}.partial").exists()

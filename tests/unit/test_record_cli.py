@@ -1,0 +1,37 @@
+"""Bad input to ebpf-record: one line, non-zero exit, no traceback, before any BPF is loaded.
+These run without root: the checks come before the environment check."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.conftest import tool
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([tool("ebpf-record"), *args], capture_output=True, text=True,
+                          timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--out", "/nonexistent-dir/run.parquet"], "does not exist"),
+        (["--out", "/tmp"], "is a directory"),
+        (["--out", "/tmp/x.parquet", "--pid", "999999999"], "no process with pid 999999999"),
+        (["--out", "/tmp/x.parquet", "--", "/no/such/command"], "command not found"),
+        (["--out", "/tmp/x.parquet", "--bogus"], "unrecognized arguments: --bogus"),
+        (["--out", "/tmp/x.parquet", "--sample-rate", "0"], "out of range"),
+        (["--out", "/tmp/x.parquet", "--duration", "soon"], "invalid duration"),
+        (["--out", "/tmp/x.parquet", "--"], "nothing after --"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, needle):
+    r = run(*args)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("ebpf-record: error:") and needle in lines[0]
