@@ -1,0 +1,116 @@
+"""ebpf-symbolize end to end on recordings built from a live fixture process (no BPF)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
+from test_symbolize_support import synthetic_recording
+
+from recording.cli import run
+from recording.reader import iter_batches
+from recording.schema import SCHEMA
+from symbolizer.cli import symbolize_main
+from symbolizer.model import Frame, FrameKind, Profile
+from symbolizer.sinks import SinkOptions, available_formats, get_sink
+
+
+@pytest.fixture(scope="module")
+def recording(fixture_bins, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("rec") / "syn.parquet"
+    return synthetic_recording(out, fixture_bins / "workload-pie",
+                               fixture_bins / "libfixture.so")
+
+
+def symbolize(args, capsys) -> tuple[int, str, str]:
+    rc = run("ebpf-symbolize", symbolize_main, [str(a) for a in args])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def folded_shares(text: str) -> dict[str, float]:
+    leaf_counts: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        stack, n = line.rsplit(" ", 1)
+        leaf = stack.split(";")[-1]
+        leaf_counts[leaf] = leaf_counts.get(leaf, 0) + int(n)
+    total = sum(leaf_counts.values())
+    return {k: v / total for k, v in leaf_counts.items()}
+
+
+def test_folded_stacks_root_at_comm_with_design_shares(recording, tmp_path, capsys):
+    rc, out, _ = symbolize([recording, "--cache-dir", tmp_path], capsys)
+    assert rc == 0
+    lines = [ln for ln in out.splitlines() if not ln.startswith("#")]
+    assert all(ln.startswith("workload-pie;main;run_rounds;") for ln in lines)
+    shares = folded_shares(out)
+    assert shares == pytest.approx({"alpha": 0.25, "lib_beta": 0.5, "gamma_fn": 0.25})
+    assert out.splitlines()[0].startswith("# ebpf-profiler {")
+
+
+def test_window_split_gives_one_block_per_window(recording, tmp_path, capsys):
+    rc, out, _ = symbolize([recording, "--window", "1s", "--cache-dir", tmp_path], capsys)
+    assert rc == 0 and out.count("# ebpf-profiler {") == 3
+
+
+def test_from_until_select_windows(recording, tmp_path, capsys):
+    rc, out, _ = symbolize([recording, "--window", "1s", "--from", "+1s", "--until", "+2s",
+                            "--cache-dir", tmp_path], capsys)
+    assert rc == 0 and out.count("# ebpf-profiler {") == 1
+
+
+def test_stream_on_stdin_marks_each_window(recording, tmp_path):
+    table = pa.Table.from_batches(list(iter_batches(str(recording))))
+    buf = io.BytesIO()
+    with pa.ipc.new_stream(buf, SCHEMA) as w:
+        for b in table.to_batches(max_chunksize=4):
+            w.write_batch(b)
+    r = subprocess.run([sys.executable, "-m", "symbolizer.cli", "-", "--cache-dir",
+                        str(tmp_path)], input=buf.getvalue(), capture_output=True, check=True)
+    out = r.stdout.decode()
+    assert out.count("# ebpf-profiler-window-end") == 3
+    assert out.count("# ebpf-profiler {") == 3
+
+
+def test_unknown_format_lists_known(recording, capsys):
+    rc, _, err = symbolize([recording, "--format", "nope"], capsys)
+    assert rc == 2 and "folded" in err and "nope" in err and "Traceback" not in err
+
+
+def test_corrupt_recording_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1" + b"\0" * 50)
+    rc, _, err = symbolize([bad], capsys)
+    assert rc == 3 and len(err.strip().splitlines()) == 1
+
+
+def test_unresolved_report_names_object_reason_and_fix(recording, tmp_path, capsys):
+    # Symbolize as if on another machine: an empty sysroot has none of the binaries.
+    rc, out, err = symbolize([recording, "--sysroot", tmp_path / "empty", "--debug-dir",
+                              tmp_path / "nodebug", "--cache-dir", tmp_path / "c"], capsys)
+    assert rc == 0
+    assert "libfixture.so+0x" in out
+    assert "object missing" in err and "fix:" in err and "--sysroot" in err
+
+
+def test_registry_knows_folded_and_streams():
+    assert "folded" in available_formats()
+    out = io.BytesIO()
+    sink = get_sink("folded")(out, SinkOptions(stream=True))
+    p = Profile(10, 20, 100)
+    root = Frame("app", FrameKind.ROOT)
+    p.add((root, Frame("main"), Frame("f;g")), 3)
+    p.add((root, Frame("main"), Frame("f;g", address=4)), 2)  # same names: merged
+    sink.write_profile(p)
+    sink.end_window()
+    sink.close()
+    text = out.getvalue().decode()
+    assert text.splitlines()[1:] == ["app;main;f:g 5", "# ebpf-profiler-window-end"]
