@@ -35,6 +35,21 @@ TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+SYNTHETIC = """
+import json, sys, time
+n = int(sys.argv[1])
+while True:
+    t = int(time.time())
+    meta = {"from_ns": t * 10**9, "until_ns": (t + 1) * 10**9, "sample_rate": 100, "labels": {}}
+    lines = ["# ebpf-profiler " + json.dumps(meta)]
+    lines += [f"proc{i % 7};main;worker{i % 13};fn{i};leaf{i} {1 + i % 5}" for i in range(n)]
+    lines.append("# ebpf-profiler-window-end")
+    sys.stdout.write("\\n".join(lines) + "\\n")
+    sys.stdout.flush()
+    time.sleep(t + 1 - time.time())
+"""
+
+
 def proc_stat(pid: int) -> tuple[str, float, int] | None:
     """(command, CPU seconds incl. reaped children, RSS bytes)."""
     try:
@@ -49,7 +64,7 @@ def proc_stat(pid: int) -> tuple[str, float, int] | None:
     fields = raw[raw.rindex(")") + 2:].split()
     cpu = sum(int(x) for x in fields[11:13]) / TICK  # utime stime (children: own pids)
     name = next((Path(a.decode()).name for a in argv[:3]
-                 if a and Path(a.decode()).name.startswith(("ebpf-", "perf"))),
+                 if a and Path(a.decode()).name.startswith(("ebpf-", "perf", "gen.py"))),
                 Path(argv[0].decode()).name if argv and argv[0] else "?")
     return name, cpu, rss_pages * PAGE
 
@@ -80,7 +95,7 @@ def measure(cmd: str, duration: float, interval: float, label: str) -> dict:
             if st is None:
                 continue
             name, cpu, rss = st
-            if name in ("bash", "sleep", "tee"):
+            if name in ("bash", "sleep", "tee", "gen.py"):
                 continue
             cpu_last[pid] = (name, cpu)
             s = snap.setdefault(name, {"rss": 0.0})
@@ -116,6 +131,10 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=5.0, help="seconds between readings")
     ap.add_argument("--sample-rate", type=int, default=100)
     ap.add_argument("--json", type=Path, help="write all readings here")
+    ap.add_argument("--uploader-only", action="store_true",
+                    help="measure ebpf-upload alone, fed a synthetic 1-window-per-second "
+                    "folded stream (--stacks unique stacks per window) instead of the chain")
+    ap.add_argument("--stacks", type=int, default=300)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("chain_vs_perf: run as root (BPF and system-wide perf)", file=sys.stderr)
@@ -129,9 +148,13 @@ def main() -> int:
     results = []
     try:
         with Receiver() as rx:
-            chain = (f"{BIN}/ebpf-record --out - --sample-rate {args.sample_rate}"
-                     f" | {BIN}/ebpf-symbolize -"
-                     f" | {BIN}/ebpf-upload - --server-address {rx.url}"
+            source = (f"{BIN}/ebpf-record --out - --sample-rate {args.sample_rate}"
+                      f" | {BIN}/ebpf-symbolize -")
+            if args.uploader_only:
+                gen = tmp / "gen.py"
+                gen.write_text(SYNTHETIC)
+                source = f"{sys.executable} {gen} {args.stacks}"
+            chain = (f"{source} | {BIN}/ebpf-upload - --server-address {rx.url}"
                      f" --application-name bench --spool-dir {tmp}/spool")
             results.append(measure(chain, args.duration, args.interval, "chain"))
             uploads, samples = len(rx.ingests), sum(i.total for i in rx.ingests)

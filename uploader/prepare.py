@@ -8,7 +8,6 @@ from uploader.client import IngestRequest
 from uploader.limits import split_stacks, truncate_stacks
 from uploader.names import check_labels, merge_labels, profile_name
 from uploader.options import UploadOptions
-from uploader.pprof import encode_pprof
 from uploader.windows import Window
 
 log = logging.getLogger("ebpf-upload")
@@ -37,6 +36,8 @@ def build_requests(w: Window, opts: UploadOptions) -> list[IngestRequest]:
     out = []
     for chunk in chunks:
         if opts.format == "pprof":
+            from uploader.pprof import encode_pprof  # only then load the symbolizer's sink
+
             body = encode_pprof(chunk, sample_rate=w.sample_rate, from_ns=w.from_ns,
                                 until_ns=w.until_ns)
         else:
