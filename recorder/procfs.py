@@ -118,7 +118,8 @@ def descendants(roots: set[int], proc: str = "/proc") -> set[int]:
                 parent[int(name)] = ppid
     found: set[int] = set()
     for pid in parent:
-        chain, p = [], pid
+        chain: list[int] = []
+        p = pid
         while p in parent and p not in roots and p not in found and len(chain) < 4096:
             chain.append(p)
             p = parent[p]
