@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 BIN = ROOT / ".venv" / "bin"
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -139,7 +139,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("chain_vs_perf: run as root (BPF and system-wide perf)", file=sys.stderr)
         return 4
-    from receiver import Receiver
+    from tests.receiver import Receiver
 
     tmp = Path(tempfile.mkdtemp(prefix="chain-bench-"))
     subprocess.run(["make", "-s", "-C", str(ROOT / "fixtures"), f"OUT={tmp}"], check=True)

@@ -6,9 +6,9 @@ import logging
 import time
 
 import pytest
-from receiver import Receiver
 
 from recording.errors import DeliveryError
+from tests.receiver import Receiver
 from uploader.options import RetryPolicy, UploadOptions
 from uploader.session import Session
 from uploader.windows import Window

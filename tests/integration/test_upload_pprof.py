@@ -8,9 +8,9 @@ import subprocess
 import time
 
 import pytest
-from conftest import tool
-from receiver import Receiver
 
+from tests.conftest import tool
+from tests.receiver import Receiver
 from uploader.options import UploadOptions
 from uploader.prepare import build_requests
 from uploader.windows import Window

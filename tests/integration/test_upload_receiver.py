@@ -11,8 +11,9 @@ import time
 import urllib.request
 
 import pytest
-from receiver import Receiver
-from receiver.server import Reject, parse_name
+
+from tests.receiver import Receiver
+from tests.receiver.server import Reject, parse_name
 
 CLIENT = textwrap.dedent("""
     import sys, time

@@ -9,8 +9,9 @@ import signal
 import subprocess
 
 import pytest
-from conftest import tool
-from receiver import Receiver
+
+from tests.conftest import tool
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.bpf
 

@@ -12,8 +12,8 @@ import signal
 import subprocess
 import time
 
-from conftest import tool
-from receiver import Receiver
+from tests.conftest import tool
+from tests.receiver import Receiver
 
 S = 1_000_000_000
 

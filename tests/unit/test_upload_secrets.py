@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from receiver import Receiver
-
+from tests.receiver import Receiver
 from uploader.client import IngestClient, Outcome
 from uploader.delivery import Deliverer
 from uploader.options import RetryPolicy, UploadOptions
