@@ -75,8 +75,10 @@ def object_rows(mappings: list[dict]) -> tuple[list[dict], dict[str, str]]:
 
 
 def synthetic_recording(out: Path, exe: Path, lib: Path, seconds: int = 3,
-                        per_window: int = 100) -> Path:
-    """Record-like Parquet for a live run of the fixture `exe`."""
+                        per_window: int = 100,
+                        extra_leaf: tuple[str, int] | None = None) -> Path:
+    """Record-like Parquet for a live run of the fixture `exe`. `extra_leaf` (object basename
+    prefix, ELF address) adds one sample whose leaf is that address, in the first window."""
     proc = subprocess.Popen([str(exe), "30"])
     try:
         deadline = time.monotonic() + 10
@@ -114,6 +116,13 @@ def synthetic_recording(out: Path, exe: Path, lib: Path, seconds: int = 3,
                          "pid": proc.pid, "comm": "workload-pie",
                          "count": per_window * share // 4,
                          "user_stack": [leafs[name], ret_run, ret_main],
+                         "kernel_stack": [], "kernel_stack_error": -14})
+        if extra_leaf and w == 0:
+            obj = next(m["path"] for m in maps
+                       if os.path.basename(m["path"]).startswith(extra_leaf[0]))
+            rows.append({"record": "sample", "window_start_ns": ws, "window_end_ns": we,
+                         "pid": proc.pid, "comm": "workload-pie", "count": 1,
+                         "user_stack": [absolute(maps, obj, extra_leaf[1]), ret_main],
                          "kernel_stack": [], "kernel_stack_error": -14})
         rows.append({"record": "window", "window_start_ns": ws, "window_end_ns": we,
                      "count": per_window})
