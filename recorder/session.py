@@ -107,6 +107,8 @@ class Recorder:
             program.attach(opts.sample_rate)
             if self.child is not None:
                 self.child.release()
+            print(f"ebpf-record: sampling {self._describe()} at {opts.sample_rate} Hz "
+                  f"on every CPU; {self._how_it_ends()}", file=sys.stderr, flush=True)
             cpu_start = cpu_seconds()
             self._loop(program, tracker, ksyms, writer, summary)
             stats = program.stats()
@@ -167,6 +169,22 @@ class Recorder:
                 if self.progress:
                     print(file=sys.stderr)
                 return
+
+    def _describe(self) -> str:
+        if self.target.mode == "command":
+            return f"{self.target.command[0]} (pid {self.child.pid if self.child else '?'}) " \
+                "and its children"
+        if self.target.mode == "pid":
+            return "pid " + ", ".join(map(str, self.target.pids)) + " and their children"
+        return "the whole system"
+
+    def _how_it_ends(self) -> str:
+        ends = []
+        if self.opts.duration:
+            ends.append(f"stops after {self.opts.duration:g} s")
+        if self.target.mode != "system":
+            ends.append("stops when the target exits")
+        return ", ".join([*ends, "Ctrl-C to stop"])
 
     def _observe_pending(self, tracker: ProcessTracker) -> list[dict]:
         rows: list[dict] = []

@@ -90,6 +90,15 @@ def leaf_shares(path: Path, bins: Path, pid: int | None = None) -> dict[str, flo
     return {fn: c / total for fn, c in counts.items()} if total else {}
 
 
+def wait_until_sampling(rec: subprocess.Popen) -> None:
+    """Read the recorder's stderr until it says sampling has started."""
+    assert rec.stderr is not None
+    for line in rec.stderr:
+        if "ebpf-record: sampling" in line:
+            return
+    raise AssertionError(f"recorder ended before sampling (exit {rec.wait()})")
+
+
 def assert_design_shares(shares: dict[str, float]) -> None:
     assert shares.get("alpha", 0) == pytest.approx(0.25, abs=0.07), shares
     assert shares.get("lib_beta", 0) == pytest.approx(0.50, abs=0.07), shares
@@ -98,7 +107,7 @@ def assert_design_shares(shares: dict[str, float]) -> None:
 
 def test_command_mode_records_build_ids_phdrs_and_design_profile(fixture_bins, tmp_path):
     out = tmp_path / "run.parquet"
-    r = record(["--out", str(out), "--", str(fixture_bins / "workload-pie"), "3"])
+    r = record(["--out", str(out), "--", str(fixture_bins / "workload-pie"), "4"])
     assert r.returncode == 0, r.stderr
     assert re.search(r"\d[\d,]* samples", r.stderr)
 
@@ -137,7 +146,8 @@ def test_command_exit_code_and_children_are_followed(fixture_bins, tmp_path):
 
 def test_pid_mode_follows_existing_children(fixture_bins, tmp_path):
     out = tmp_path / "run.parquet"
-    work = subprocess.Popen([str(fixture_bins / "workload-nopie"), "3", "children"])
+    # long enough to outlive BPF compilation on a loaded machine; recording ends at its exit
+    work = subprocess.Popen([str(fixture_bins / "workload-nopie"), "8", "children"])
     try:
         time.sleep(0.3)
         r = record(["--out", str(out), "--pid", str(work.pid)])
@@ -153,13 +163,14 @@ def test_pid_mode_follows_existing_children(fixture_bins, tmp_path):
 def test_system_mode_keeps_a_short_lived_process_symbolizable(fixture_bins, tmp_path):
     out = tmp_path / "run.parquet"
     rec = subprocess.Popen([tool("ebpf-record"), "--no-progress", "--out", str(out),
-                            "--duration", "4"], stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)  # BPF compiled and attached
+                            "--duration", "3"], stderr=subprocess.PIPE, text=True)
+    wait_until_sampling(rec)
     short = subprocess.run([str(fixture_bins / "workload-pie"), "0.3"])
     assert short.returncode == 0
     _, err = rec.communicate(timeout=60)
     assert rec.returncode == 0, err
-    procs = [p for p in rows(out, "process") if p["exe"] and p["exe"].endswith("workload-pie")]
+    exe = str(fixture_bins / "workload-pie")
+    procs = [p for p in rows(out, "process") if p["exe"] == exe]
     assert procs, "the 300 ms process was not snapshotted"
     pid = procs[0]["pid"]
     paths = {m["path"] for m in rows(out, "mapping") if m["pid"] == pid}
@@ -190,7 +201,8 @@ def test_sigterm_ends_with_a_complete_file(fixture_bins, tmp_path):
     out = tmp_path / "run.parquet"
     rec = subprocess.Popen([tool("ebpf-record"), "--no-progress", "--out", str(out)],
                            stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    wait_until_sampling(rec)
+    time.sleep(1)
     rec.send_signal(signal.SIGTERM)
     _, err = rec.communicate(timeout=60)
     assert rec.returncode == 0, err
