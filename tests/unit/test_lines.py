@@ -275,6 +275,12 @@ def test_mutated_dwarf_never_raises(tmp_path, inline_bins):
     assert resolved > 0  # light damage still leaves most addresses resolvable
 
 
+def _symbol_address(path: str, name: str) -> int:
+    out = subprocess.run(["nm", path], capture_output=True, text=True, check=True).stdout
+    return next(int(a, 16) for a, _t, n in (ln.split() for ln in out.splitlines()
+                                             if len(ln.split()) == 3) if n == name)
+
+
 def test_each_file_is_indexed_once(fixture_bins, monkeypatch):
     lines.clear_cache()
     built = []
@@ -287,9 +293,10 @@ def test_each_file_is_indexed_once(fixture_bins, monkeypatch):
 
     monkeypatch.setattr(lines, "_DwarfIndex", Counting)
     path = str(fixture_bins / "workload-pie")
-    first = resolve_lines(path, [0x11F9])
-    second = resolve_lines(path, [0x11F9, 0x122C])
+    alpha, gamma = (_symbol_address(path, name) + 4 for name in ("alpha", "gamma_fn"))
+    first = resolve_lines(path, [alpha])
+    second = resolve_lines(path, [alpha, gamma])
     assert built == [path]
-    assert first[0x11F9] == second[0x11F9]
-    assert second[0x122C][0][0] == "gamma_fn"
+    assert first[alpha] == second[alpha]
+    assert second[gamma][0][0] == "gamma_fn"
     lines.clear_cache()
