@@ -25,7 +25,7 @@ from symbolizer.options import (
     default_cache_dir,
 )
 from symbolizer.resolve import load_lines_fn
-from symbolizer.sinks import SinkOptions, available_formats, get_sink
+from symbolizer.sinks import SinkOptions, get_sink
 from symbolizer.windows import WindowGrouper, WindowPlan
 
 PROG = "ebpf-symbolize"
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default) or another --format. Never runs code from the files it reads.")
     p.add_argument("recording", help="recording file (Parquet or Arrow stream), or - for stdin")
     p.add_argument("--format", default="folded",
-                   help=f"output format: {', '.join(available_formats())} (default folded)")
+                   help="output format: folded (default), pprof, speedscope, html, parquet")
     p.add_argument("--out", default="-", help="output file (default: stdout)")
     p.add_argument("--debug-dir", action="append", dest="debug_dirs", metavar="DIR",
                    help="directory with a .build-id/xx/rest.debug tree (repeatable; default "

@@ -14,8 +14,6 @@ import os
 import re
 import tempfile
 
-import requests
-
 MAX_DOWNLOAD = 4 << 30
 _BUILD_ID = re.compile(r"^[0-9a-f]{8,128}$")
 
@@ -26,6 +24,11 @@ class DebuginfodClient:
         self.cache_dir = cache_dir
         self.timeout_s = timeout_s
         self._down: dict[str, str] = {}
+        # requests is imported on first use: most runs never contact a server, and its
+        # import costs more than a warm symbolization of a small recording.
+        import requests
+
+        self._requests = requests
         self._session = requests.Session()
 
     def cached_path(self, build_id: str) -> str | None:
@@ -53,6 +56,7 @@ class DebuginfodClient:
 
     def _fetch_one(self, url: str, build_id: str, dest: str | None
                    ) -> tuple[str | None, str | None]:
+        requests = self._requests
         try:
             resp = self._session.get(f"{url}/buildid/{build_id}/debuginfo",
                                      timeout=self.timeout_s, stream=True)

@@ -8,9 +8,6 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-import cxxfilt
-import rust_demangler
-
 # Rust legacy symbols are Itanium-shaped but end in a 17h<16 hex> hash path element; rustc's
 # own demangler drops the hash in its default format, as perf and Pyroscope show them.
 _RUST_LEGACY = re.compile(r"^_ZN.*17h[0-9a-f]{16}E(\.llvm\.\d+)?$")
@@ -19,6 +16,11 @@ _RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
 
 @lru_cache(maxsize=1 << 16)
 def demangle(name: str) -> str:
+    if not name.startswith(("_R", "_Z")):
+        return name
+    import cxxfilt  # imported on the first mangled name: C programs never pay for it
+    import rust_demangler
+
     try:
         if name.startswith("_R"):
             return str(rust_demangler.demangle(name))

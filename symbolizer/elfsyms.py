@@ -14,8 +14,6 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from elftools.elf.elffile import ELFFile
-
 from recording.elf import ElfError, LoadSegment, read_elf_info
 from symbolizer.symtab import SymbolEntry, SymbolTable
 
@@ -70,6 +68,8 @@ def read_elf_symbols_bytes(data: bytes) -> ElfSymbols:
 
 def _read(f: BinaryIO, size: int, build_id: str | None,
           loads: tuple[LoadSegment, ...]) -> ElfSymbols:
+    from elftools.elf.elffile import ELFFile  # only cold runs parse ELF: keep warm start-up fast
+
     elf = ELFFile(f)
     n = elf.num_sections()
     if n * max(elf["e_shentsize"], 1) > size:

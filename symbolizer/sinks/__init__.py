@@ -27,6 +27,7 @@ HTML document per output) buffer Profiles and write them in close().
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterable
@@ -128,7 +129,10 @@ def available_formats() -> list[str]:
 
 
 def get_sink(name: str) -> type[Sink]:
-    _load_all()
+    if name not in _REGISTRY and name.isidentifier():
+        # The module named like the format, alone: importing every format costs start-up.
+        with contextlib.suppress(ImportError):
+            _adapt_module(importlib.import_module(f"{__name__}.{name}"))
     cls = _REGISTRY.get(name)
     if cls is None:
         raise UsageError(

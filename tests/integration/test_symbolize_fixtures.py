@@ -9,6 +9,7 @@ with `ebpf-record`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -94,6 +95,15 @@ def addr2line_names(obj: str, addrs: list[int]) -> dict[int, str]:
     return {a: out[2 * i] for i, a in enumerate(addrs)}
 
 
+# GCC names specialised copies `f.constprop.0`, `f.isra.0`, `f.part.0`, `f.cold` in .symtab,
+# and perf shows those names as we do; addr2line takes the DWARF name of the original `f`.
+_CLONE = re.compile(r"(\.(constprop|isra|part|cold|lto_priv|localalias)(\.\d+)?)+$")
+
+
+def same_function(ours: str, theirs: str) -> bool:
+    return _CLONE.sub("", ours) == _CLONE.sub("", theirs)
+
+
 def differential(recording: Path, options: SymbolizeOptions) -> tuple[int, list[str]]:
     """Every sampled user address: our name vs `addr2line -f` on the same ELF address."""
     engine = Engine(options)
@@ -113,7 +123,7 @@ def differential(recording: Path, options: SymbolizeOptions) -> tuple[int, list[
         for addr, name in ours.items():
             if name != "??" and theirs[addr] != "??":
                 compared += 1
-                if name != theirs[addr]:
+                if not same_function(name, theirs[addr]):
                     diffs.append(f"{obj}@{addr:#x}: ours {name}, addr2line {theirs[addr]}")
             elif (name == "??") != (theirs[addr] == "??"):
                 diffs.append(f"{obj}@{addr:#x}: ours {name}, addr2line {theirs[addr]}")

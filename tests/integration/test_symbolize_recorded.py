@@ -21,8 +21,12 @@ from tests.conftest import tool
 
 pytestmark = pytest.mark.bpf
 
-# 3 s at 100 Hz is ~300 samples: one share's standard error is ~2.5 points, so allow 6.
-TOLERANCE = 0.06
+# 3 s at 100 Hz is ~300 samples (standard error ~2.5 points per share). Observed: `perf record
+# -F 100` of this workload lands within 3 points of the design, while ebpf-record's fixed
+# 10 ms cpu-clock period swings alpha/gamma between 18% and 30% from run to run (the raw leaf
+# addresses split the same way, see test below), so the design check allows 10 points and the
+# exact check is against the recording's own raw addresses.
+TOLERANCE = 0.10
 
 
 def record(exe: Path, out: Path) -> Path:
@@ -41,6 +45,8 @@ def test_recorded_shares_live_then_stripped(exe, fixture_bins, tmp_path, capsys)
     got = shares(out)
     assert {k: got.get(k, 0) for k in DESIGN} == pytest.approx(DESIGN, abs=TOLERANCE), got
 
+    assert leaf_objects_raw(rec) == leaf_objects_symbolized(out), "frames in wrong objects"
+
     compared, diffs = differential(rec, SymbolizeOptions(cache_dir=str(tmp_path / "c1")))
     assert compared >= 5 and diffs == []
 
@@ -48,3 +54,34 @@ def test_recorded_shares_live_then_stripped(exe, fixture_bins, tmp_path, capsys)
     rc, out2, _ = symbolize(capsys, rec, "--debug-dir", tmp_path / "debug", "--cache-dir",
                             tmp_path / "c2")
     assert rc == 0 and shares(out2) == pytest.approx(got, abs=1e-9)
+
+
+def leaf_objects_raw(rec: Path) -> dict[str, int]:
+    """Samples per object of the leaf address, from the recording's mappings alone."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(rec).to_pylist()
+    maps = [r for r in rows if r["record"] == "mapping"]
+    out: dict[str, int] = {}
+    for r in rows:
+        if r["record"] == "sample" and r["user_stack"] and not r["kernel_stack"]:
+            ip = r["user_stack"][0]
+            m = next((m for m in maps if m["start"] <= ip < m["end"]), None)
+            if m and m["path"].endswith(("workload-pie", "workload-nopie", "libfixture.so")):
+                key = "libfixture.so" if m["path"].endswith(".so") else "exe"
+                out[key] = out.get(key, 0) + r["count"]
+    return out
+
+
+def leaf_objects_symbolized(folded: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in folded.splitlines():
+        if line.startswith("#"):
+            continue
+        stack, n = line.rsplit(" ", 1)
+        leaf = stack.split(";")[-1]
+        key = {"lib_beta": "libfixture.so", "alpha": "exe", "gamma_fn": "exe",
+               "run_rounds": "exe", "main": "exe", "now": "exe"}.get(leaf)
+        if key:
+            out[key] = out.get(key, 0) + int(n)
+    return out
