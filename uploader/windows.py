@@ -3,8 +3,8 @@
 The recorder drains every second on aligned boundaries and `ebpf-symbolize` keeps those drain
 windows; Pyroscope's agent uploads every 10 s on 10-second boundaries, each upload being one
 window [from, until). So drain windows are summed into the aligned --upload-rate window they
-fall in. A block that spans several upload windows (plain text, or a whole-run profile) cannot
-be split without inventing timing, so it is uploaded as its own window.
+fall in (by their midpoint). A block longer than an upload window (plain text, or a whole-run
+profile) cannot be split without inventing timing, so it is uploaded as its own window.
 """
 
 from __future__ import annotations
@@ -43,8 +43,12 @@ class Batcher:
         self._open: dict[tuple[int, int, int, tuple[tuple[str, str], ...]], Window] = {}
 
     def bounds(self, from_ns: int, until_ns: int) -> tuple[int, int]:
-        start = from_ns - from_ns % self.rate_ns
-        if until_ns <= start + self.rate_ns:
+        # Drain windows are aligned in intent but their recorded edges jitter by a few ms
+        # (the drain runs a little after the boundary), so a drain window is placed by its
+        # midpoint, not by whether it fits exactly.
+        if until_ns - from_ns <= self.rate_ns:
+            mid = (from_ns + until_ns) // 2
+            start = mid - mid % self.rate_ns
             return start, start + self.rate_ns
         return from_ns, until_ns
 

@@ -48,6 +48,9 @@ def test_record_symbolize_upload_read_back(fixture_bins, tmp_path):
             assert ing.app == "roundtrip" and ing.spy_name == "ebpfspy"
             assert ing.sample_rate == 100 and ing.from_s % 10 == 0
             assert ing.until_s - ing.from_s == 10
+        # one upload per 10 s window: jittered drain edges must not split a window
+        spans = [(i.from_s, i.until_s) for i in rx.ingests]
+        assert len(set(spans)) == len(spans), spans
         stacks = rx.stacks(app="roundtrip")
     # nothing lost or added on the way: the server holds what the symbolizer wrote
     assert sum(stacks.values()) == parse_folded_total(copy.read_text())

@@ -60,6 +60,16 @@ def test_drain_windows_sum_into_aligned_upload_windows():
     assert rest[0].total == 4
 
 
+def test_jittered_drain_edges_still_land_in_one_window():
+    # real drains end a little after the boundary: [709.003, 710.0009) belongs to [700, 710)
+    b = Batcher(10 * S, 100)
+    b.add(Block(709_003_462_890, 710_000_891_224, 100, {}, {"x": 2}))
+    b.add(Block(710_000_891_224, 711_000_465_549, 100, {}, {"x": 3}))
+    done = b.pop_complete(710_000_891_224)
+    assert [(w.from_ns, w.until_ns, w.total) for w in done] == [(700 * S, 710 * S, 2)]
+    assert [(w.from_ns, w.until_ns, w.total) for w in b.pop_all()] == [(710 * S, 720 * S, 3)]
+
+
 def test_labels_and_rates_are_separate_uploads_and_spanning_blocks_stay_whole():
     b = Batcher(10 * S, 100)
     b.add(Block(101 * S, 102 * S, 100, {"pod": "a"}, {"x": 1}))
