@@ -26,6 +26,9 @@ def fix_for(u: Unresolved) -> str:
     if u.object == "[anonymous]":
         return ("JIT code: have the runtime write /tmp/perf-PID.map while recording "
                 "(node --perf-basic-prof, perf-map-agent for the JVM)")
+    if u.object == "[lost stacks]":
+        return ("raise ebpf-record's --stack-storage-size (stack map collisions and a full "
+                "map lose stacks)")
     if u.object.startswith("[kernel]"):
         return "record as root with kernel.kptr_restrict=0 so kernel symbols can be read"
     if "mismatch" in r:
