@@ -43,18 +43,19 @@ def test_real_pyroscope_client_is_accepted_and_parsed(tmp_path):
         assert rx.log and all(status == 200 for status, _ in rx.log), rx.log
         assert rx.ingests
         for ing in rx.ingests:
+            seen = (ing.name, ing.from_s, ing.until_s, ing.total, rx.log)
             assert ing.name == "rx.check.cpu{env=test,region=eu}"
             assert ing.app == "rx.check" and ing.labels == {"env": "test", "region": "eu"}
             assert ing.headers["authorization"] == "Bearer tok-123"
             assert ing.tenant == "tenant-7"
             assert ing.format == "folded" and ing.sample_rate == 100
-            assert ing.from_s % 10 == 0 and ing.until_s % 10 == 0  # 10 s boundaries
-            assert ing.until_s - ing.from_s == 10
-            assert started - 10 <= ing.from_s <= time.time()
+            assert ing.from_s % 10 == 0 and ing.until_s % 10 == 0, seen  # 10 s boundaries
+            assert ing.until_s - ing.from_s == 10, seen
+            assert started - 10 <= ing.from_s <= time.time(), seen
         stacks = rx.stacks(app="rx.check")
-        assert sum(stacks.values()) > 50  # ~100 Hz for seconds
+        assert sum(stacks.values()) > 50, stacks  # ~100 Hz for seconds
         burn = sum(v for k, v in stacks.items() if k.split(";")[-1].endswith("burn_cpu"))
-        assert burn / sum(stacks.values()) > 0.5
+        assert burn / sum(stacks.values()) > 0.5, stacks
         # read back like the legacy server's /render
         url = f"{rx.url}/render?query=rx.check.cpu%7Benv%3D%22test%22%7D&format=collapsed"
         text = urllib.request.urlopen(url).read().decode()
