@@ -78,6 +78,14 @@ class Run:
     lost: int = 0
     workload_samples: int = 0  # of the benchmark's workload process (by pid)
     workload_pid: int = 0
+    workload_start_ns: int = 0
+    workload_end_ns: int = 0
+    # ebpf-record's file: process snapshots taken while the workload ran (the per-process
+    # cost: /proc/PID/maps read and parsed for each process seen, exec'd or mmap'ing code),
+    # Parquet row groups and footer bytes.
+    snapshots_per_s: float = 0.0
+    row_groups: int = 0
+    footer_bytes: int = 0
     file_bytes: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -127,10 +135,12 @@ def run_workload(exe: Path, rounds: int, run: Run, tool_pid: int | None) -> None
     busy0 = machine_busy_s()
     tool0 = task_cpu_ns(tool_pid) if tool_pid else 0
     t0 = time.monotonic()
+    run.workload_start_ns = time.time_ns()
     p = subprocess.Popen([str(exe), "0"], env=env, stdout=subprocess.DEVNULL)
     run.workload_pid = p.pid
     code, cpu = wait_rusage(p)
     run.wall_s = time.monotonic() - t0
+    run.workload_end_ns = time.time_ns()
     tool_ns = task_cpu_ns(tool_pid) - tool0 if tool_pid else 0
     busy = machine_busy_s() - busy0
     if code != 0:
@@ -184,13 +194,14 @@ def _perf_samples_of(perf: str, data: Path, pid: int) -> int:
     return sum(1 for line in got.stdout.splitlines() if line.strip() == str(pid))
 
 
-def with_ebpf_record(exe: Path, rounds: int, run: Run, tmp: Path, rate: int) -> None:
+def with_ebpf_record(exe: Path, rounds: int, run: Run, tmp: Path, rate: int,
+                     recorder: Path) -> None:
     out = tmp / f"run-{run.repeat}.parquet"
     err_path = tmp / "ebpf-record.err"
     err = err_path.open("w+")
     # --progress: its first line, printed after the first drain, says the BPF program is
     # attached and sampling.
-    p = subprocess.Popen([str(BIN / "ebpf-record"), "--out", str(out), "--sample-rate",
+    p = subprocess.Popen([str(recorder), "--out", str(out), "--sample-rate",
                           str(rate), "--progress"], stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -213,17 +224,23 @@ def with_ebpf_record(exe: Path, rounds: int, run: Run, tmp: Path, rate: int) -> 
     run.lost = int(m.group(2).replace(",", ""))
     run.tool_reported_steady_s = float(m.group(5))
     run.file_bytes = out.stat().st_size
-    run.workload_samples = _parquet_samples_of(out, run.workload_pid)
+    _parquet_facts(out, run)
     out.unlink()
 
 
-def _parquet_samples_of(path: Path, pid: int) -> int:
+def _parquet_facts(path: Path, run: Run) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    t = pq.read_table(path, columns=["record", "pid", "count"])
-    mask = pc.and_(pc.equal(t["record"], "sample"), pc.equal(t["pid"], pid))
-    return int(pc.sum(t.filter(mask)["count"]).as_py() or 0)
+    f = pq.ParquetFile(path)
+    run.row_groups = f.metadata.num_row_groups
+    run.footer_bytes = f.metadata.serialized_size
+    t = f.read(columns=["record", "pid", "count", "time_ns"])
+    mine = pc.and_(pc.equal(t["record"], "sample"), pc.equal(t["pid"], run.workload_pid))
+    run.workload_samples = int(pc.sum(t.filter(mine)["count"]).as_py() or 0)
+    snaps = t.filter(pc.equal(t["record"], "process"))["time_ns"].to_pylist()
+    during = sum(1 for ns in snaps if ns and run.workload_start_ns <= ns <= run.workload_end_ns)
+    run.snapshots_per_s = during / run.wall_s
 
 
 def _tail(f, n: int = 300) -> str:
@@ -306,6 +323,10 @@ def report(runs: list[Run], args: argparse.Namespace, rounds: int) -> tuple[str,
         f"{spread([r.background_cores for r in runs], '.2f')} cores of {os.cpu_count()}.",
         f"ebpf-record's own 'after start-up' CPU figure: {spread(own, '.2f')} s per run; "
         f"samples it lost: {sum(r.lost for r in ebpf)}.",
+        f"ebpf-record process snapshots per second while the workload ran: "
+        f"{spread([r.snapshots_per_s for r in ebpf], '.1f')}; its files had "
+        f"{spread([float(r.row_groups) for r in ebpf], '.0f')} Parquet row groups and "
+        f"{spread([float(r.footer_bytes) for r in ebpf], ',.0f')} bytes of footer.",
         "",
         "Targets:",
         _target("slowdown (workload CPU) no worse than perf's",
@@ -336,11 +357,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3, help="rounds of (alone, perf, "
                     "ebpf-record) (default 3)")
-    ap.add_argument("--seconds", type=float, default=8.0, help="CPU seconds of work per run, "
-                    "calibrated once at start (default 8)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="CPU seconds of work per "
+                    "run, calibrated once at start (default 10)")
     ap.add_argument("--rounds", type=int, help="workload rounds per run (overrides --seconds)")
     ap.add_argument("--sample-rate", type=int, default=100, metavar="HZ")
     ap.add_argument("--json", type=Path, help="write every run's figures here")
+    ap.add_argument("--recorder", type=Path, default=BIN / "ebpf-record", metavar="PATH",
+                    help="the ebpf-record executable to measure, to compare a change "
+                    "(default .venv/bin/ebpf-record)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("record_vs_perf: run as root (BPF and system-wide perf)", file=sys.stderr)
@@ -362,11 +386,14 @@ def main() -> int:
                 elif mode == "perf":
                     with_perf(exe, rounds, run, tmp, args.sample_rate)
                 else:
-                    with_ebpf_record(exe, rounds, run, tmp, args.sample_rate)
+                    with_ebpf_record(exe, rounds, run, tmp, args.sample_rate, args.recorder)
                 runs.append(run)
                 print(f"record_vs_perf: repeat {i + 1}/{args.repeats} {mode:11} workload "
-                      f"{run.wall_s:.2f} s wall, {run.cpu_s:.2f} s CPU; tool "
-                      f"{run.tool_steady_pct:.2f}% steady, {run.tool_cpu_total_s:.2f} s total",
+                      f"{run.wall_s:.2f} s wall, {run.cpu_s:.2f} s CPU, background "
+                      f"{run.background_cores:.2f} cores; tool {run.tool_steady_pct:.2f}% "
+                      f"steady, {run.tool_cpu_total_s:.2f} s total"
+                      + (f", {run.snapshots_per_s:.1f} snapshots/s, "
+                         f"{run.bytes_per_sample:.0f} B/sample" if run.samples else ""),
                       file=sys.stderr)
         text, summary = report(runs, args, rounds)
         print(text)
