@@ -26,6 +26,8 @@ from recording.schema import SCHEMA_VERSION
 from recording.writer import RecordingWriter, open_writer
 
 RECORDER_VERSION = "0.1.0"
+# A process not sampled for this long is forgotten (see ProcessTracker.forget_idle).
+IDLE_FORGET_SECONDS = 60.0
 
 
 def cpu_seconds() -> float:
@@ -141,6 +143,7 @@ class Recorder:
         next_drain = (int(start / interval) + 1) * interval
         pending_rows: list[dict] = []
         total = 0
+        next_forget = start + IDLE_FORGET_SECONDS
         while True:
             now = time.time()
             wait = min(next_drain, deadline or next_drain) - now
@@ -156,11 +159,15 @@ class Recorder:
                 counts = program.drain()
                 rows = self._window_rows(counts, tracker, ksyms, window_start_ns, window_end_ns)
                 writer.write_rows(pending_rows + rows)
-                writer.flush()
+                writer.end_window()
                 pending_rows = []
                 total += sum(c.count for c in counts)
                 window_start_ns = window_end_ns
                 next_drain = (int(now / interval) + 1) * interval
+                if now >= next_forget:
+                    for pid in tracker.forget_idle(now, IDLE_FORGET_SECONDS):
+                        program.mark_unseen(pid)  # its next sample sends a new event
+                    next_forget = now + IDLE_FORGET_SECONDS
                 if self.progress:
                     print(f"\rebpf-record: {now - start:6.1f} s  {total:>9,} samples  "
                           f"{len(tracker):>5} processes  {writer.bytes_written:>11,} bytes",
@@ -210,9 +217,11 @@ class Recorder:
                      ksyms: KernelSymbols, start_ns: int, end_ns: int) -> list[dict]:
         rows: list[dict] = []
         kaddrs: set[int] = set()
+        now = time.time()
         for c in counts:
             if c.tgid not in tracker.known:
                 rows.extend(tracker.observe(c.tgid))  # its event was lost or not yet handled
+            tracker.sampled(c.tgid, now)
             kaddrs.update(c.kernel_stack)
         rows.extend(ksyms.rows_for(kaddrs))
         total = 0

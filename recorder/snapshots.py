@@ -33,7 +33,9 @@ class ProcessTracker:
         self.vdso = vdso
         self.proc = proc
         self.known: dict[int, _Known] = {}
-        self._perfmap_seen: set[tuple[int, int, str]] = set()
+        self._next_seq: dict[int, int] = {}
+        self._last_sampled: dict[int, float] = {}
+        self._perfmap_seen: dict[int, set[tuple[int, str]]] = {}
 
     def __len__(self) -> int:
         return len(self.known)
@@ -47,7 +49,9 @@ class ProcessTracker:
         key = snap.exec_key()
         if prev is not None and prev.key == key:
             return []
-        seq = prev.seq + 1 if prev else 0
+        seq = self._next_seq.get(pid, 0)
+        self._next_seq[pid] = seq + 1
+        self._last_sampled[pid] = time.time()  # it is observed because it was just sampled
         has_anon = any(not m.path for m in snap.mappings)
         self.known[pid] = _Known(seq, key, has_anon)
         rows = self._rows(snap, seq)
@@ -94,15 +98,30 @@ class ProcessTracker:
                         addr, size = int(parts[0], 16), int(parts[1], 16)
                     except ValueError:
                         continue
-                    key = (pid, addr, parts[2])
-                    if key in self._perfmap_seen:
+                    key = (addr, parts[2])
+                    seen = self._perfmap_seen.setdefault(pid, set())
+                    if key in seen:
                         continue
-                    self._perfmap_seen.add(key)
+                    seen.add(key)
                     rows.append({"record": "perfmap", "pid": pid, "addr": addr, "size": size,
                                  "name": parts[2]})
         except OSError:
             pass
         return rows
+
+    def sampled(self, pid: int, now: float) -> None:
+        self._last_sampled[pid] = now
+
+    def forget_idle(self, now: float, idle_seconds: float) -> list[int]:
+        """Forget processes not sampled for `idle_seconds` (exited ones included), so memory
+        stays flat on a long run. If one is sampled again, `observe` writes a full new snapshot
+        with a higher maps_seq; docs/recording-format.md lets stream readers rely on that."""
+        idle = [pid for pid in self.known if now - self._last_sampled.get(pid, 0.0) > idle_seconds]
+        for pid in idle:
+            del self.known[pid]
+            self._last_sampled.pop(pid, None)
+            self._perfmap_seen.pop(pid, None)
+        return idle
 
     def final_perfmap_rows(self) -> list[dict]:
         rows = []

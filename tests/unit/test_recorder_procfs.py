@@ -109,3 +109,21 @@ def test_descendants_and_running_state_of_real_processes():
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()
     assert not is_running(child.pid)
+
+
+def test_idle_processes_are_forgotten_and_resnapshotted_in_full(tmp_path):
+    proc = fake_proc(tmp_path, 12)
+    (proc / "12" / "root" / "tmp").mkdir(parents=True)
+    (proc / "12" / "root" / "tmp" / "perf-12.map").write_text("7f0000000100 40 jitted\n")
+    tracker = ProcessTracker(ObjectRegistry(str(proc)), None, str(proc))
+    first = tracker.observe(12)
+    now = time.time()
+    tracker.sampled(12, now)
+    assert tracker.forget_idle(now + 30, 60) == []
+    assert tracker.forget_idle(now + 61, 60) == [12] and len(tracker) == 0
+    again = tracker.observe(12)
+    kinds = [r["record"] for r in again]
+    assert kinds.count("process") == 1 and kinds.count("mapping") == 4
+    assert [r["name"] for r in again if r["record"] == "perfmap"] == ["jitted"]
+    assert {r["maps_seq"] for r in again if "maps_seq" in r and r["maps_seq"] is not None} == {1}
+    assert "object" not in kinds or len(first) > len(again)  # objects are written once
