@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -209,3 +210,29 @@ def test_sigterm_ends_with_a_complete_file(fixture_bins, tmp_path):
     stats = {s["key"]: s["value"] for s in rows(out, "stats")}
     assert stats["stop_reason"] == "SIGTERM"
     assert not Path(f"{out}.partial").exists()
+
+
+def test_deleted_binaries_are_read_through_map_files(fixture_bins, tmp_path):
+    """A binary replaced or deleted after start (an upgrade in place) keeps its build ID and
+    program headers in the recording: the recorder reads the mapped file, not the path."""
+    work_dir = tmp_path / "app"
+    work_dir.mkdir()
+    for name in ("workload-pie", "libfixture.so"):
+        shutil.copy2(fixture_bins / name, work_dir / name)
+    expected = {name: readelf_build_id(fixture_bins / name)
+                for name in ("workload-pie", "libfixture.so")}
+    work = subprocess.Popen([str(work_dir / "workload-pie"), "8"])
+    try:
+        time.sleep(0.3)
+        shutil.rmtree(work_dir)
+        out = tmp_path / "run.parquet"
+        r = record(["--out", str(out), "--pid", str(work.pid), "--duration", "3"])
+    finally:
+        work.kill()
+        work.wait()
+    assert r.returncode == 0, r.stderr
+    objects = {Path(o["path"].removesuffix(" (deleted)")).name: o for o in rows(out, "object")}
+    for name, build_id in expected.items():
+        assert objects[name]["path"].endswith(" (deleted)")
+        assert objects[name]["build_id"] == build_id
+        assert objects[name]["phdrs"] == readelf_loads(fixture_bins / name)
