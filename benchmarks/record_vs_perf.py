@@ -12,7 +12,8 @@ three alike:
 Each tool is started first and the workload only once the tool is sampling (perf: it answers
 `ping` on its --control fd, which it reads only from its main loop, after synthesizing the
 existing processes and enabling its events; ebpf-record: its first progress line, printed after
-the first drain); the tool is stopped with SIGINT as soon as the workload exits.
+the first drain), and 2 s more so that ebpf-record's first snapshot of every running process
+is start-up, not steady state; the tool is stopped with SIGINT as soon as the workload exits.
 
 Reported, as ratios:
   - slowdown: the workload's wall and CPU time (its rusage from wait4) under each tool over the
@@ -55,6 +56,9 @@ BIN = ROOT / ".venv" / "bin"
 TICK = os.sysconf("SC_CLK_TCK")
 WORKLOAD = "workload-pie"
 READY_TIMEOUT = 120.0
+# After a tool is ready, before the workload starts: ebpf-record snapshots every process at
+# its first sample, a burst that belongs to start-up, not to steady state.
+SETTLE_SECONDS = 2.0
 
 # ebpf-record's closing line, e.g. "ebpf-record: 1,234 samples (0 lost), ... 56,789 bytes to
 # run.parquet in 9.1 s; recorder CPU 1.02 s (0.05 s after start-up, 0.55% of one core)".
@@ -77,6 +81,7 @@ class Run:
     samples: int = 0
     lost: int = 0
     workload_samples: int = 0  # of the benchmark's workload process (by pid)
+    idle_samples: int = 0  # perf: of the idle task (pid 0); ebpf-record leaves them out
     workload_pid: int = 0
     workload_start_ns: int = 0
     workload_end_ns: int = 0
@@ -170,6 +175,7 @@ def with_perf(exe: Path, rounds: int, run: Run, tmp: Path, rate: int) -> None:
         if not ready or not os.read(ack_r, 64).startswith(b"ack"):
             raise BenchError("perf record did not start (no ack on its --control fd): "
                              + _tail(err))
+        time.sleep(SETTLE_SECONDS)
         run_workload(exe, rounds, run, p.pid)
     finally:
         os.kill(p.pid, signal.SIGINT)
@@ -183,15 +189,17 @@ def with_perf(exe: Path, rounds: int, run: Run, tmp: Path, rate: int) -> None:
         raise BenchError(f"perf record failed ({code}): {text.strip()[-300:]}")
     run.samples = int(m.group(1))
     run.file_bytes = out.stat().st_size
-    run.workload_samples = _perf_samples_of(perf, out, run.workload_pid)
+    run.workload_samples, run.idle_samples = _perf_samples_of(perf, out, run.workload_pid)
     out.unlink()
 
 
-def _perf_samples_of(perf: str, data: Path, pid: int) -> int:
-    # By pid, not name: other users of the machine may run the same fixture.
+def _perf_samples_of(perf: str, data: Path, pid: int) -> tuple[int, int]:
+    """Samples of pid, and of the idle task. By pid, not name: others on the machine may
+    run the same fixture."""
     got = subprocess.run([perf, "script", "-i", str(data), "-F", "pid"], capture_output=True,
                          text=True, check=False)
-    return sum(1 for line in got.stdout.splitlines() if line.strip() == str(pid))
+    pids = [line.strip() for line in got.stdout.splitlines()]
+    return pids.count(str(pid)), pids.count("0")
 
 
 def with_ebpf_record(exe: Path, rounds: int, run: Run, tmp: Path, rate: int,
@@ -209,6 +217,7 @@ def with_ebpf_record(exe: Path, rounds: int, run: Run, tmp: Path, rate: int,
             if p.poll() is not None or time.monotonic() > deadline:
                 raise BenchError("ebpf-record did not start: " + _tail(err))
             time.sleep(0.05)
+        time.sleep(SETTLE_SECONDS)
         run_workload(exe, rounds, run, p.pid)
     finally:
         if p.returncode is None:
@@ -287,6 +296,7 @@ def report(runs: list[Run], args: argparse.Namespace, rounds: int) -> tuple[str,
         ("samples in the file", {m: of(m, "samples") for m in TOOLS}, ",.0f", True),
         ("of them the workload's", {m: of(m, "workload_samples") for m in TOOLS}, ",.0f",
          True),
+        ("of them the idle task's", {m: of(m, "idle_samples") for m in TOOLS}, ",.0f", False),
         ("file size, bytes", {m: of(m, "file_bytes") for m in TOOLS}, ",.0f", True),
         ("bytes per sample", {m: [r.bytes_per_sample for r in runs if r.mode == m]
                               for m in TOOLS}, ",.0f", True),
