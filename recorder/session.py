@@ -48,6 +48,7 @@ class Summary:
     cpu_total: float = 0.0
     cpu_steady: float = 0.0
     exit_code: int = 0
+    output_closed: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -112,10 +113,12 @@ class Recorder:
             print(f"ebpf-record: sampling {self._describe()} at {opts.sample_rate} Hz "
                   f"on every CPU; {self._how_it_ends()}", file=sys.stderr, flush=True)
             cpu_start = cpu_seconds()
-            self._loop(program, tracker, ksyms, writer, summary)
+            try:
+                self._loop(program, tracker, ksyms, writer, summary)
+            except BrokenPipeError:
+                summary.output_closed = True
             stats = program.stats()
             program.close()
-            writer.write_rows(tracker.final_perfmap_rows())
             (summary.samples, summary.lost_user_stacks, summary.lost_kernel_stacks,
              summary.dropped_counts_full) = stats
             summary.processes = len(tracker)
@@ -123,14 +126,26 @@ class Recorder:
             summary.seconds = time.monotonic() - t0
             summary.cpu_total = cpu_seconds() - cpu0
             summary.cpu_steady = cpu_seconds() - cpu_start
-            writer.write_rows(self._stats_rows(summary))
-            writer.close()
+            if not summary.output_closed:
+                try:
+                    writer.write_rows(tracker.final_perfmap_rows())
+                    writer.write_rows(self._stats_rows(summary))
+                    writer.close()
+                except BrokenPipeError:
+                    summary.output_closed = True
             summary.bytes_written = writer.bytes_written
         finally:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
+        if summary.output_closed:
+            _silence_stdout()
+            print("ebpf-record: the reader of --out - went away (the next command in the pipe "
+                  "exited); stopped recording" + (", waiting for the command to exit"
+                                                 if self.child else ""), file=sys.stderr)
         if self.child is not None:
             summary.exit_code = self.child.wait()
+        elif summary.output_closed:
+            summary.exit_code = 141  # as if killed by SIGPIPE, which pipefail reports
         return summary
 
     def _loop(self, program: ProfileProgram, tracker: ProcessTracker, ksyms: KernelSymbols,
@@ -264,6 +279,16 @@ class Recorder:
             "recorder_cpu_s": round(s.cpu_total, 3), "stop_reason": self.stop_reason,
         }
         return [{"record": "stats", "key": k, "value": str(v)} for k, v in stats.items()]
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so interpreter shutdown does not fail flushing a dead pipe."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _child_got_terminal_signal(signum: int) -> bool:

@@ -236,3 +236,12 @@ def test_deleted_binaries_are_read_through_map_files(fixture_bins, tmp_path):
         assert objects[name]["path"].endswith(" (deleted)")
         assert objects[name]["build_id"] == build_id
         assert objects[name]["phdrs"] == readelf_loads(fixture_bins / name)
+
+
+def test_a_closed_pipe_stops_the_recorder_with_a_clear_line(tmp_path):
+    r = subprocess.run(["bash", "-c", f"set -o pipefail; {tool('ebpf-record')} --no-progress "
+                        "--out - --duration 30 | head -c 100 > /dev/null"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 141, r.stderr
+    assert "the reader of --out - went away" in r.stderr
+    assert "Traceback" not in r.stderr
