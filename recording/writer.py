@@ -85,7 +85,11 @@ class StreamRecordingWriter:
     def __init__(self, sink: BinaryIO | None = None) -> None:
         self._sink = sink if sink is not None else sys.stdout.buffer
         self._counting = _CountingSink(self._sink)
-        self._writer = pa.ipc.new_stream(self._counting, SCHEMA)
+        # zstd-compressed batches: about 5x less through the pipe; Arrow readers decompress
+        # transparently.
+        self._writer = pa.ipc.new_stream(
+            self._counting, SCHEMA, options=pa.ipc.IpcWriteOptions(compression="zstd")
+        )
         self._rows: list[dict] = []
 
     def write_rows(self, rows: list[dict]) -> None:
