@@ -27,6 +27,7 @@ from symbolizer.options import (
 from symbolizer.resolve import load_lines_fn
 from symbolizer.sinks import SinkOptions, get_sink
 from symbolizer.windows import WindowGrouper, WindowPlan
+from uploader.discovery import Discovery, DiscoveryOptions
 
 PROG = "ebpf-symbolize"
 _UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
@@ -99,7 +100,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split output into windows of this length (e.g. 10s)")
     p.add_argument("--lines", action="store_true",
                    help="add file:line and inlined frames from DWARF")
+    p.add_argument("--kubernetes-node", metavar="NAME", default=None,
+                   help="label each process with its pod, listing the pods of this node with "
+                        "the in-cluster service account (env PYROSCOPE_KUBERNETES_NODE); "
+                        "without it, processes are labelled by container ID or systemd unit")
+    p.add_argument("--only-services", action="store_const", const=True, default=None,
+                   help="drop processes discovery cannot place in a pod, container or "
+                        "systemd unit (env PYROSCOPE_ONLY_SERVICES=true)")
     return p
+
+
+def _env_bool(name: str) -> bool:
+    text = os.environ.get(name, "").strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise UsageError(f"{name}={os.environ[name]!r} is not a boolean; use true or false")
+
+
+def discovery_from_args(a: argparse.Namespace) -> Discovery:
+    """Service discovery as the agent does it: Kubernetes pods with a node name, else what
+    the cgroup shows. Problems (API unreachable, RBAC) are one warning line; symbolization
+    goes on unlabelled."""
+    node = a.kubernetes_node or os.environ.get("PYROSCOPE_KUBERNETES_NODE") or None
+    only = a.only_services if a.only_services is not None else _env_bool(
+        "PYROSCOPE_ONLY_SERVICES")
+    d = Discovery(DiscoveryOptions(kubernetes_node=node, only_services=only),
+                  warn=lambda m: print(f"{PROG}: warning: {m}", file=sys.stderr, flush=True))
+    d.start()
+    return d
 
 
 def options_from_args(a: argparse.Namespace) -> SymbolizeOptions:
@@ -156,7 +186,9 @@ def _open_out(path: str) -> tuple[BinaryIO, bool]:
         raise OutputError(f"cannot write --out {path}: {exc.strerror}") from None
 
 
-def symbolize_main(argv: list[str]) -> int:
+def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> int:
+    """The command. `discovery`: one made by the caller (e.g. with an explicit API client
+    configuration) instead of the one --kubernetes-node / --only-services describe."""
     parser = build_parser()
     try:
         a = parser.parse_args(argv)
@@ -175,25 +207,32 @@ def symbolize_main(argv: list[str]) -> int:
     until_b = parse_time(a.until, "--until") if a.until else None
     span = parse_duration_ns(a.window) if a.window else None
 
-    engine = Engine(options, lines_fn)
+    if discovery is None:
+        discovery = discovery_from_args(a)
+    engine = Engine(options, lines_fn, labeler=discovery.labels_for)
     out, close_out = _open_out(a.out)
     sink = sink_cls(out, SinkOptions(stream=stream, lines=options.lines))
     progress = Progress()
     grouper: WindowGrouper | None = None
     written = 0
 
-    def emit(profiles: list[Profile]) -> None:
-        nonlocal grouper, written
-        for drain in profiles:
+    def write(windows: list[list[Profile]]) -> None:
+        nonlocal written
+        for window in windows:
+            for p in window:
+                sink.write_profile(p)
+            sink.end_window()
+            written += 1
+
+    def emit(drains: list[list[Profile]]) -> None:
+        nonlocal grouper
+        for drain in drains:
             if grouper is None:
-                start = _recording_start(engine, drain)
+                start = _recording_start(engine, drain[0])
                 grouper = WindowGrouper(WindowPlan(
                     span, from_b.resolve(start) if from_b else None,
                     until_b.resolve(start) if until_b else None, per_drain=stream))
-            for p in grouper.add(drain):
-                sink.write_profile(p)
-                sink.end_window()
-                written += 1
+            write(grouper.add(drain))
 
     try:
         for batches, closed in enumerate(_drive(engine, a.recording, stream), 1):
@@ -201,20 +240,27 @@ def symbolize_main(argv: list[str]) -> int:
             progress.update(engine, batches)
         emit(engine.finish())
         if grouper is not None:
-            for p in grouper.finish():
-                sink.write_profile(p)
-                sink.end_window()
-                written += 1
+            write(grouper.finish())
         sink.close()
     finally:
         progress.done()
         if close_out:
             out.close()
     sys.stderr.write(engine.report.render(engine.total_samples))
+    if engine.dropped_samples:
+        sys.stderr.write(_dropped_line(engine, discovery))
     if written == 0 and engine.windows_closed == 0:
         raise ProfilerError(f"{a.recording} holds no samples or windows: nothing to symbolize "
                             "(was the recorder stopped before its first drain?)")
     return 0
+
+
+def _dropped_line(engine: Engine, discovery: Discovery) -> str:
+    total = engine.dropped_samples + engine.total_samples
+    top = ", ".join(f"{c or '?'} ({n})" for c, n in engine.dropped_comms.most_common(8))
+    why = f" ({discovery.problem})" if discovery.problem else ""
+    return (f"{PROG}: --only-services dropped {engine.dropped_samples} of {total} samples, of "
+            f"processes discovery could not place{why}: {top}\n")
 
 
 def _recording_start(engine: Engine, first: Profile) -> int:
@@ -224,7 +270,7 @@ def _recording_start(engine: Engine, first: Profile) -> int:
         return first.start_ns
 
 
-def _drive(engine: Engine, source: str, stream: bool) -> Iterator[list[Profile]]:
+def _drive(engine: Engine, source: str, stream: bool) -> Iterator[list[list[Profile]]]:
     """Closed drain windows, batch by batch. A file is read twice: first for its processes,
     mappings and objects (a snapshot may be written after the samples it serves), then for
     samples; a stream once, window by window, so output follows input."""

@@ -1,16 +1,22 @@
-"""Recording batches in, one Profile per closed drain window out.
+"""Recording batches in, the Profiles of each closed drain window out (one per label set).
 
 Rows other than samples (processes, mappings, objects, kernel symbols, perf maps, meta) feed
 the mapping index and the resolver. Samples wait in their drain window until its `window` row
 closes it (or the input ends), then the window's unique addresses are resolved together and
 its stacks built: `comm; user frames root..leaf; kernel frames root..leaf`, as Pyroscope's
 agent roots each stack at the process name.
+
+Each window is split by the labels a `Labeler` gives each process (the service discovery of
+uploader/discovery, from the cgroup and container ID its `process` row recorded), so that
+different services end up in different uploads, as Pyroscope's agent sends them. A labeler
+may answer None: the process is dropped (--only-services) and its samples counted.
 """
 
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -18,12 +24,16 @@ import pyarrow.compute as pc
 
 from recording.schema import RecordType
 from symbolizer.model import Frame, FrameKind, Profile
-from symbolizer.normalize import Mapping, MappingIndex, ObjectInfo, loads_from_phdrs
+from symbolizer.normalize import Mapping, MappingIndex, ObjectInfo, Snapshot, loads_from_phdrs
 from symbolizer.options import SymbolizeOptions
 from symbolizer.report import Unresolved, UnresolvedReport
 from symbolizer.resolve import UNKNOWN, LinesFn, Resolver
 
 DEFAULT_SAMPLE_RATE = 100
+# (cgroup, container_id) of a process -> its labels, or None to drop it
+Labeler = Callable[[str | None, str | None], dict[str, str] | None]
+LabelKey = tuple[tuple[str, str], ...]
+_DROPPED_COMMS_KEPT = 1000  # names kept for the --only-services report, so it stays bounded
 _LOST = {
     -errno.EEXIST: "stack lost: stack map hash collision (EEXIST)",
     -errno.ENOMEM: "stack lost: stack map full (ENOMEM)",
@@ -55,8 +65,12 @@ def _rows(batch: pa.RecordBatch, record: str | list[str]) -> list[dict]:
 
 
 class Engine:
-    def __init__(self, options: SymbolizeOptions, lines_fn: LinesFn | None = None) -> None:
+    def __init__(self, options: SymbolizeOptions, lines_fn: LinesFn | None = None,
+                 labeler: Labeler | None = None) -> None:
         self.options = options
+        self.labeler = labeler
+        self.dropped_samples = 0  # samples of processes the labeler dropped
+        self.dropped_comms: Counter[str] = Counter()
         self.index = MappingIndex()
         self.resolver = Resolver(options, self.index, lines_fn)
         self.report = UnresolvedReport()
@@ -78,9 +92,11 @@ class Engine:
         for r in _rows(batch, _META_RECORDS):
             self._meta_row(r)
 
-    def feed(self, batch: pa.RecordBatch, *, metadata: bool = True) -> list[Profile]:
-        """Take one batch; return the drain windows it closed, in order."""
-        closed: list[Profile] = []
+    def feed(self, batch: pa.RecordBatch, *, metadata: bool = True) -> list[list[Profile]]:
+        """Take one batch; return the drain windows it closed, in order, each as its Profiles
+        (one per label set, sorted by labels; one unlabelled empty Profile when the window
+        had no samples, so that empty windows still reach the output)."""
+        closed: list[list[Profile]] = []
         wanted = ["sample", "window", *(_META_RECORDS if metadata else [])]
         for r in _rows(batch, wanted):
             kind = r["record"]
@@ -93,7 +109,7 @@ class Engine:
                 self._meta_row(r)
         return closed
 
-    def finish(self) -> list[Profile]:
+    def finish(self) -> list[list[Profile]]:
         """Windows whose `window` row never came (a recorder that was killed)."""
         return [self._close(key) for key in sorted(self._pending)]
 
@@ -102,7 +118,8 @@ class Engine:
         if kind == "meta" and r["key"] is not None:
             self.meta[r["key"]] = r["value"] or ""
         elif kind == "process" and r["pid"] is not None:
-            self.index.add_process(r["pid"], r["maps_seq"] or 0, r["time_ns"] or 0)
+            self.index.add_process(r["pid"], r["maps_seq"] or 0, r["time_ns"] or 0,
+                                   r["cgroup"], r["container_id"])
         elif kind == "mapping" and r["pid"] is not None and r["start"] is not None:
             self.index.add_mapping(r["pid"], r["maps_seq"] or 0, Mapping(
                 r["start"], r["end"] or r["start"], r["file_offset"] or 0, r["path"] or "",
@@ -125,20 +142,51 @@ class Engine:
         self._pending.setdefault((s.window_start_ns, s.window_end_ns), []).append(s)
 
     # --- symbolization -------------------------------------------------------------------
-    def _close(self, key: tuple[int, int]) -> Profile:
+    def _close(self, key: tuple[int, int]) -> list[Profile]:
         samples = self._pending.pop(key, [])
-        profile = Profile(key[0], key[1], self.sample_rate)
         snaps = {s.pid: self.index.snapshot_for(s.pid, key[1]) for s in samples}
-        self.resolver.prepare_user(
-            (snaps[s.pid], s.pid, a, i > 0) for s in samples for i, a in enumerate(s.user_stack)
-        )
+        label_keys = self._label_keys(snaps)
+        kept = [s for s in samples if label_keys[s.pid] is not None]
         for s in samples:
+            if label_keys[s.pid] is None:
+                self._drop(s)
+        self.resolver.prepare_user(
+            (snaps[s.pid], s.pid, a, i > 0) for s in kept for i, a in enumerate(s.user_stack)
+        )
+        profiles: dict[LabelKey, Profile] = {}
+        for s in kept:
+            lk = label_keys[s.pid] or ()
+            profile = profiles.get(lk)
+            if profile is None:
+                profile = profiles[lk] = Profile(key[0], key[1], self.sample_rate, dict(lk))
             frames, unresolved = self._stack(s, snaps[s.pid])
             profile.add(frames, s.count)
             self.report.add(unresolved, s.count)
             self.total_samples += s.count
         self.windows_closed += 1
-        return profile
+        if not profiles:
+            return [Profile(key[0], key[1], self.sample_rate)]
+        return [profiles[k] for k in sorted(profiles)]
+
+    def _label_keys(self, snaps: dict[int, Snapshot | None]) -> dict[int, LabelKey | None]:
+        """Labels of each pid of a window, asked once per distinct cgroup in the window (the
+        labeler may list pods when it meets a new container, so not once per sample)."""
+        if self.labeler is None:
+            return dict.fromkeys(snaps, ())
+        by_cgroup: dict[tuple[str | None, str | None], LabelKey | None] = {}
+        out: dict[int, LabelKey | None] = {}
+        for pid, snap in snaps.items():
+            where = (snap.cgroup, snap.container_id) if snap is not None else (None, None)
+            if where not in by_cgroup:
+                labels = self.labeler(*where)
+                by_cgroup[where] = None if labels is None else tuple(sorted(labels.items()))
+            out[pid] = by_cgroup[where]
+        return out
+
+    def _drop(self, s: SampleRow) -> None:
+        self.dropped_samples += s.count
+        if s.comm in self.dropped_comms or len(self.dropped_comms) < _DROPPED_COMMS_KEPT:
+            self.dropped_comms[s.comm] += s.count
 
     def _stack(self, s: SampleRow, snap) -> tuple[tuple[Frame, ...], set[Unresolved]]:
         root = self._roots.get(s.comm)

@@ -62,6 +62,8 @@ class Snapshot:
     maps_seq: int
     time_ns: int
     mappings: list[Mapping] = field(default_factory=list)
+    cgroup: str | None = None  # where the process ran: its service's labels come from these
+    container_id: str | None = None
     _starts: list[int] | None = None
 
     def find(self, addr: AbsAddr) -> Mapping | None:
@@ -130,8 +132,10 @@ class MappingIndex:
             self._ordered.pop(pid, None)
         return snap
 
-    def add_process(self, pid: int, maps_seq: int, time_ns: int) -> None:
-        self._snapshot(pid, maps_seq).time_ns = time_ns
+    def add_process(self, pid: int, maps_seq: int, time_ns: int, cgroup: str | None = None,
+                    container_id: str | None = None) -> None:
+        snap = self._snapshot(pid, maps_seq)
+        snap.time_ns, snap.cgroup, snap.container_id = time_ns, cgroup, container_id
         self._ordered.pop(pid, None)
 
     def add_mapping(self, pid: int, maps_seq: int, mapping: Mapping) -> None:

@@ -109,8 +109,8 @@ def differential(recording: Path, options: SymbolizeOptions) -> tuple[int, list[
     engine = Engine(options)
     for b in iter_batches(str(recording)):
         engine.feed_metadata(b)
-    profiles = [p for b in iter_batches(str(recording)) for p in engine.feed(b, metadata=False)]
-    profiles += engine.finish()
+    windows = [w for b in iter_batches(str(recording)) for w in engine.feed(b, metadata=False)]
+    profiles = [p for w in windows + engine.finish() for p in w]
     by_obj: dict[str, dict[int, str]] = defaultdict(dict)
     for p in profiles:
         for stack in p.stacks:

@@ -6,7 +6,7 @@
 """
 
 from uploader.discovery.discovery import Discovery, DiscoveryOptions
-from uploader.discovery.kube import PodListError
+from uploader.discovery.errors import PodListError
 from uploader.discovery.labels import label_name
 
 __all__ = ["Discovery", "DiscoveryOptions", "PodListError", "label_name"]

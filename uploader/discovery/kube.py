@@ -27,17 +27,10 @@ from kubernetes.config.incluster_config import (
     InClusterConfigLoader,
 )
 
-SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+from uploader.discovery.errors import SERVICE_ACCOUNT_DIR, PodListError
+
 RBAC_HINT = "apply deploy/kubernetes/20-rbac.yaml (a ClusterRole with get/list/watch on pods)"
-
-
-class PodListError(Exception):
-    """Pods could not be listed. kind: not-in-cluster, token-missing, unauthorized, forbidden,
-    unreachable, bad-answer."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+__all__ = ["SERVICE_ACCOUNT_DIR", "NodePodLister", "PodListError", "in_cluster_configuration"]
 
 
 def in_cluster_configuration(
