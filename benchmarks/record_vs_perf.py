@@ -48,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +92,6 @@ class Run:
     row_groups: int = 0
     footer_bytes: int = 0
     file_bytes: int = 0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def bytes_per_sample(self) -> float:
