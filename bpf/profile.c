@@ -26,8 +26,16 @@ struct key_t {
     char comm[TASK_COMM_LEN];
 };
 
+// Why user space should (re)read a process's mappings. The value of `seen[tgid]` holds the
+// same codes: SEEN_OK once read, or the reason a re-read is due.
+#define SEEN_OK 1
+#define EV_NEW 2   // first sample of this tgid (or first since the recorder forgot it)
+#define EV_EXEC 3  // exec replaced every mapping: read now, the process may be short-lived
+#define EV_MMAP 4  // a new executable mapping (dlopen, JIT): read at the next drain is enough
+
 struct event_t {
     u32 tgid;
+    u32 reason;
 };
 
 BPF_HASH(counts0, struct key_t, u64, COUNTS_SIZE);
@@ -38,9 +46,10 @@ BPF_ARRAY(control, u32, 1);
 // Per-CPU counters, summed by user space: see LOST_* in recorder/bpf_program.py.
 BPF_PERCPU_ARRAY(stats, u64, 4);
 BPF_HASH(targets, u32, u8, 65536);
-// tgids whose mappings user space has read. A miss sends an event so the recorder reads
-// /proc/PID/maps within milliseconds of a process's first sample, not at the next drain:
-// a process that lives 200 ms must still symbolize after it exits.
+// tgid -> SEEN_OK or a pending EV_* reason. A sample of a tgid that is missing or not SEEN_OK
+// sends an event, so the recorder reads /proc/PID/maps within milliseconds of a process's
+// first sample (or first sample after exec), not at the next drain: a process that lives
+// 200 ms must still symbolize after it exits.
 BPF_HASH(seen, u32, u8, 65536);
 BPF_PERF_OUTPUT(events);
 
@@ -77,9 +86,18 @@ int on_sample(struct bpf_perf_event_data *ctx)
 #endif
     bump(STAT_SAMPLES);
 
-    u8 one = 1;
-    if (seen.lookup(&tgid) == NULL && seen.insert(&tgid, &one) == 0) {
-        struct event_t ev = {.tgid = tgid};
+    u8 *state = seen.lookup(&tgid);
+    u32 reason = 0;
+    if (state == NULL) {
+        u8 ok = SEEN_OK;
+        if (seen.insert(&tgid, &ok) == 0)
+            reason = EV_NEW;
+    } else if (*state != SEEN_OK) {
+        reason = *state;
+        *state = SEEN_OK;  // two CPUs may both send it: a duplicate event is harmless
+    }
+    if (reason) {
+        struct event_t ev = {.tgid = tgid, .reason = reason};
         events.perf_submit(ctx, &ev, sizeof(ev));
     }
 
@@ -122,20 +140,25 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     return 0;
 }
 
-// exec replaces every mapping: read them again at the next sample.
+// exec replaces every mapping: read them again right after the next sample.
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    seen.delete(&tgid);
+    u8 reason = EV_EXEC;
+    seen.update(&tgid, &reason);
     return 0;
 }
 
-// A new executable mapping (dlopen, a JIT's code heap): read the maps again at the next sample.
+// A new executable mapping (dlopen, a JIT's code heap) only adds mappings, so the old snapshot
+// stays right for everything it covers: ask for a re-read, which the recorder batches per
+// drain (a Python import of 20 extension modules costs one re-read, not 20).
 TRACEPOINT_PROBE(syscalls, sys_enter_mmap)
 {
     if (args->prot & PROT_EXEC) {
         u32 tgid = bpf_get_current_pid_tgid() >> 32;
-        seen.delete(&tgid);
+        u8 *state = seen.lookup(&tgid);
+        if (state && *state == SEEN_OK)
+            *state = EV_MMAP;
     }
     return 0;
 }

@@ -21,6 +21,12 @@ BPF_SOURCE = Path(os.environ.get("EBPF_PROFILER_BPF_DIR", Path(__file__).resolve
 
 # Indexes of the per-CPU `stats` array in bpf/profile.c.
 STAT_SAMPLES, STAT_USER_STACK_LOST, STAT_KERNEL_STACK_LOST, STAT_COUNTS_FULL = range(4)
+# Event reasons (EV_* in bpf/profile.c).
+EV_NEW, EV_EXEC, EV_MMAP = 2, 3, 4
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [("tgid", ctypes.c_uint32), ("reason", ctypes.c_uint32)]
 
 
 @dataclass(frozen=True)
@@ -98,9 +104,10 @@ class ProfileProgram:
         for pid in pids:
             targets[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
 
-    def open_events(self, on_tgid: Callable[[int], None]) -> None:
+    def open_events(self, on_event: Callable[[int, int], None]) -> None:
         def handle(_cpu, data, _size):
-            on_tgid(ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value)
+            ev = ctypes.cast(data, ctypes.POINTER(_Event)).contents
+            on_event(ev.tgid, ev.reason)
 
         self.bpf["events"].open_perf_buffer(handle, page_cnt=16)
 

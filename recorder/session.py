@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from recorder import kheaders
-from recorder.bpf_program import ProfileProgram, StackCount
+from recorder.bpf_program import EV_MMAP, ProfileProgram, StackCount
 from recorder.kernel import KernelSymbols, kernel_build_id, module_rows, read_vdso
 from recorder.objects import ObjectRegistry
 from recorder.options import RecordOptions
@@ -70,7 +70,11 @@ class Recorder:
         self.stop_reason: str | None = None
         self.progress = is_terminal() if opts.progress is None else opts.progress
         self.child: GatedCommand | None = None
-        self.pending: set[int] = set()
+        self.pending: set[int] = set()  # read their maps now
+        self.dirty: set[int] = set()  # read their maps at the next drain
+
+    def _on_event(self, tgid: int, reason: int) -> None:
+        (self.dirty if reason == EV_MMAP else self.pending).add(tgid)
 
     # -- signals -------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
@@ -99,7 +103,7 @@ class Recorder:
             writer.write_rows(module_rows())
             if opts.all_kallsyms:
                 writer.write_rows(ksyms.all_rows())
-            program.open_events(self.pending.add)
+            program.open_events(self._on_event)
             if self.target.mode == "pid":
                 # Children that exist already; the fork tracepoint adds later ones.
                 roots = set(self.target.pids)
@@ -171,6 +175,9 @@ class Recorder:
                 if finished:
                     program.detach()  # the last drain then sees every sample taken
                 window_end_ns = time.time_ns()
+                self.pending |= self.dirty
+                self.dirty.clear()
+                pending_rows.extend(self._observe_pending(tracker))
                 counts = program.drain()
                 rows = self._window_rows(counts, tracker, ksyms, window_start_ns, window_end_ns)
                 writer.write_rows(pending_rows + rows)

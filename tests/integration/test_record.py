@@ -245,3 +245,21 @@ def test_a_closed_pipe_stops_the_recorder_with_a_clear_line(tmp_path):
     assert r.returncode == 141, r.stderr
     assert "the reader of --out - went away" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_exec_takes_a_new_snapshot_of_the_same_pid(fixture_bins, tmp_path):
+    """bash burns CPU, then execs the workload in the same pid: the samples after the exec
+    need the new mappings, so a second snapshot (maps_seq 1) must hold the workload's."""
+    out = tmp_path / "run.parquet"
+    script = ("i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; "
+              f"exec {fixture_bins / 'workload-pie'} 1.5")
+    r = record(["--out", str(out), "--", "bash", "-c", script])
+    assert r.returncode == 0, r.stderr
+    procs = rows(out, "process")
+    pid = next(p["pid"] for p in procs if p["comm"] == "bash")
+    snaps = sorted((p["maps_seq"], p["exe"]) for p in procs if p["pid"] == pid)
+    assert snaps[0][1].endswith("bash")
+    assert snaps[-1][0] >= 1 and snaps[-1][1] == str(fixture_bins / "workload-pie")
+    later = {m["path"] for m in rows(out, "mapping")
+             if m["pid"] == pid and m["maps_seq"] == snaps[-1][0]}
+    assert str(fixture_bins / "libfixture.so") in later
