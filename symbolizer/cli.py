@@ -15,7 +15,7 @@ from typing import BinaryIO
 from recording.cli import is_terminal, run
 from recording.errors import OutputError, ProfilerError, UsageError
 from recording.reader import iter_batches
-from symbolizer.engine import Engine
+from symbolizer.engine import STREAM_FORGET_AFTER_NS, Engine
 from symbolizer.model import Profile
 from symbolizer.options import (
     DEFAULT_DEBUG_DIRS,
@@ -209,7 +209,8 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
 
     if discovery is None:
         discovery = discovery_from_args(a)
-    engine = Engine(options, lines_fn, labeler=discovery.labels_for)
+    engine = Engine(options, lines_fn, labeler=discovery.labels_for,
+                    forget_after_ns=STREAM_FORGET_AFTER_NS if stream else None)
     out, close_out = _open_out(a.out)
     sink = sink_cls(out, SinkOptions(stream=stream, lines=options.lines))
     progress = Progress()

@@ -64,11 +64,26 @@ def _rows(batch: pa.RecordBatch, record: str | list[str]) -> list[dict]:
     return picked.to_pylist() if picked.num_rows else []
 
 
+# docs/recording-format.md "Long runs": the recorder forgets a process not sampled for 60 s
+# and snapshots it anew (higher maps_seq) before its next samples, so a stream reader may drop
+# a pid not sampled for twice that.
+STREAM_FORGET_AFTER_NS = 120 * 10**9
+_SWEEP_EVERY_NS = 10 * 10**9
+_ROOTS_KEPT = 4096  # process-name root frames; rebuilt when a run has more distinct names
+
+
 class Engine:
     def __init__(self, options: SymbolizeOptions, lines_fn: LinesFn | None = None,
-                 labeler: Labeler | None = None) -> None:
+                 labeler: Labeler | None = None, forget_after_ns: int | None = None) -> None:
+        """forget_after_ns: in a stream, drop what is kept for a pid (snapshots, resolved
+        frames, perf map) once it has not been sampled for this long, and snapshots that
+        newer ones superseded; None keeps everything (a file: its snapshots are read first)."""
         self.options = options
         self.labeler = labeler
+        self.forget_after_ns = forget_after_ns
+        self._last_seen: dict[int, int] = {}  # pid -> end of the last window it was sampled in
+        self._stream_ns = 0  # end of the latest closed window
+        self._next_sweep_ns = 0
         self.dropped_samples = 0  # samples of processes the labeler dropped
         self.dropped_comms: Counter[str] = Counter()
         self.index = MappingIndex()
@@ -120,6 +135,7 @@ class Engine:
         elif kind == "process" and r["pid"] is not None:
             self.index.add_process(r["pid"], r["maps_seq"] or 0, r["time_ns"] or 0,
                                    r["cgroup"], r["container_id"])
+            self._seen(r["pid"], max(r["time_ns"] or 0, self._stream_ns))
         elif kind == "mapping" and r["pid"] is not None and r["start"] is not None:
             self.index.add_mapping(r["pid"], r["maps_seq"] or 0, Mapping(
                 r["start"], r["end"] or r["start"], r["file_offset"] or 0, r["path"] or "",
@@ -134,6 +150,11 @@ class Engine:
             self.resolver.add_kmod(r["name"], r["addr"], r["size"] or 0)
         elif kind == "perfmap" and r["pid"] is not None and r["addr"] is not None:
             self.resolver.add_perfmap(r["pid"], r["addr"], r["size"] or 0, r["name"] or "")
+            self._seen(r["pid"], self._stream_ns)
+
+    def _seen(self, pid: int, t_ns: int) -> None:
+        if self.forget_after_ns is not None and t_ns > self._last_seen.get(pid, -1):
+            self._last_seen[pid] = t_ns
 
     def _add_sample(self, r: dict) -> None:
         s = SampleRow(r["window_start_ns"] or 0, r["window_end_ns"] or 0, r["pid"] or 0,
@@ -164,9 +185,36 @@ class Engine:
             self.report.add(unresolved, s.count)
             self.total_samples += s.count
         self.windows_closed += 1
+        if self.forget_after_ns is not None:
+            for pid in snaps:
+                self._seen(pid, key[1])
+            self._stream_ns = max(self._stream_ns, key[1])
+            if self._stream_ns >= self._next_sweep_ns:
+                self._sweep()
         if not profiles:
             return [Profile(key[0], key[1], self.sample_rate)]
         return [profiles[k] for k in sorted(profiles)]
+
+    def _sweep(self) -> None:
+        assert self.forget_after_ns is not None
+        self._next_sweep_ns = self._stream_ns + _SWEEP_EVERY_NS
+        horizon = self._stream_ns - self.forget_after_ns
+        for pid in [p for p, t in self._last_seen.items() if t < horizon]:
+            del self._last_seen[pid]
+            self.index.forget(pid)
+            self.resolver.forget(pid)
+        # windows still open (their `window` row has not come) may use older snapshots
+        start = min([k[0] for k in self._pending] + [self._stream_ns])
+        for pid in self._last_seen:
+            dropped = self.index.prune_superseded(pid, start)
+            if dropped:
+                self.resolver.forget(pid, dropped)
+        if len(self._roots) > _ROOTS_KEPT:
+            self._roots.clear()
+
+    def retained_pids(self) -> set[int]:
+        """Pids something is kept for (tests check that a long stream keeps this bounded)."""
+        return self.index.pids() | self.resolver.retained_pids() | set(self._last_seen)
 
     def _label_keys(self, snaps: dict[int, Snapshot | None]) -> dict[int, LabelKey | None]:
         """Labels of each pid of a window, asked once per distinct cgroup in the window (the

@@ -146,6 +146,33 @@ class MappingIndex:
     def add_object(self, obj: ObjectInfo) -> None:
         self.objects.setdefault(obj.object_id, obj)
 
+    def pids(self) -> set[int]:
+        return set(self._snapshots)
+
+    def snapshot_count(self, pid: int) -> int:
+        return len(self._snapshots.get(pid, {}))
+
+    def forget(self, pid: int) -> None:
+        self._snapshots.pop(pid, None)
+        self._ordered.pop(pid, None)
+
+    def prune_superseded(self, pid: int, window_start_ns: int) -> list[int]:
+        """Drop snapshots that no window from window_start_ns on can use: those older than
+        the latest one taken by then (windows only move forward in a stream). Returns the
+        maps_seq of the dropped snapshots."""
+        per_pid = self._snapshots.get(pid)
+        if not per_pid or len(per_pid) < 2:
+            return []
+        ordered = sorted(per_pid.values(), key=lambda s: s.maps_seq)
+        current = [i for i, s in enumerate(ordered) if s.time_ns <= window_start_ns]
+        if not current or current[-1] == 0:
+            return []
+        dropped = [s.maps_seq for s in ordered[: current[-1]]]
+        for seq in dropped:
+            del per_pid[seq]
+        self._ordered.pop(pid, None)
+        return dropped
+
     def snapshot_for(self, pid: int, window_end_ns: int) -> Snapshot | None:
         ordered = self._ordered.get(pid)
         if ordered is None:

@@ -51,7 +51,8 @@ def load_lines_fn() -> LinesFn | None:
 class _Pending:
     """A resolved user address waiting for its --lines expansion."""
 
-    key: tuple
+    pid: int
+    key: tuple[int, int, bool]
     frame: Frame
     dwarf_path: str | None
 
@@ -74,7 +75,8 @@ class Resolver:
         self._kmods: list[tuple[int, int, str]] = []
         self._perfmap_entries: dict[int, list[SymbolEntry]] = {}
         self._perfmaps: dict[int, SymbolTable] = {}
-        self._user: dict[tuple, Resolved] = {}
+        # pid -> (maps_seq, addr, is_return) -> frames; per pid so a stream can forget a pid
+        self._user: dict[int, dict[tuple[int, int, bool], Resolved]] = {}
         self._kernel: dict[tuple[int, bool], Resolved] = {}
 
     # --- recorded symbol rows -------------------------------------------------------------
@@ -89,27 +91,46 @@ class Resolver:
         self._perfmap_entries.setdefault(pid, []).append(SymbolEntry(addr, size, name.encode()))
         self._perfmaps.pop(pid, None)
 
+    def forget(self, pid: int, maps_seqs: Iterable[int] | None = None) -> None:
+        """Drop what is kept for a pid (all of it, or the frames of some snapshots)."""
+        if maps_seqs is None:
+            self._user.pop(pid, None)
+            self._perfmap_entries.pop(pid, None)
+            self._perfmaps.pop(pid, None)
+            return
+        drop = set(maps_seqs)
+        per_pid = self._user.get(pid)
+        if per_pid:
+            for key in [k for k in per_pid if k[0] in drop]:
+                del per_pid[key]
+
+    def retained_pids(self) -> set[int]:
+        return set(self._user) | set(self._perfmap_entries)
+
     # --- user frames ---------------------------------------------------------------------
     def user(self, snap: Snapshot | None, pid: int, addr: int, is_return: bool) -> Resolved:
-        key = (pid, snap.maps_seq if snap else -1, addr, is_return)
-        got = self._user.get(key)
+        key = (snap.maps_seq if snap else -1, addr, is_return)
+        got = self._user.get(pid, {}).get(key)
         if got is None:
             self.prepare_user([(snap, pid, addr, is_return)])
-            got = self._user[key]
+            got = self._user[pid][key]
         return got
 
     def prepare_user(self, wanted: Iterable[tuple[Snapshot | None, int, int, bool]]) -> None:
         """Resolve many addresses at once, so --lines reads each object's DWARF once."""
         pending: list[_Pending] = []
         for snap, pid, addr, is_return in wanted:
-            key = (pid, snap.maps_seq if snap else -1, addr, is_return)
-            if key in self._user:
+            key = (snap.maps_seq if snap else -1, addr, is_return)
+            per_pid = self._user.get(pid)
+            if per_pid is None:
+                per_pid = self._user[pid] = {}
+            elif key in per_pid:
                 continue
             lookup = AbsAddr(addr - 1 if is_return and addr else addr)
             frame, unresolved, dwarf = self._user_frame(snap, pid, AbsAddr(addr), lookup)
-            self._user[key] = ((frame,), unresolved)
+            per_pid[key] = ((frame,), unresolved)
             if self.lines_fn and dwarf and frame.elf_addr is not None:
-                pending.append(_Pending(key, frame, dwarf))
+                pending.append(_Pending(pid, key, frame, dwarf))
         if pending:
             self._expand_lines(pending)
 
@@ -184,7 +205,8 @@ class Resolver:
                     frames.append(Frame(demangle(func) if func else f.name, f.kind, f.address,
                                         f.object, f.build_id, f.elf_addr, file, line,
                                         bool(inlined)))
-                self._user[p.key] = (tuple(frames), self._user[p.key][1])
+                per_pid = self._user[p.pid]
+                per_pid[p.key] = (tuple(frames), per_pid[p.key][1])
 
     def _perfmap(self, pid: int) -> SymbolTable:
         table = self._perfmaps.get(pid)
