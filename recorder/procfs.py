@@ -70,6 +70,16 @@ def parse_maps(text: str) -> list[Mapping]:
     return out
 
 
+def read_exec_mappings(maps_path: str) -> list[Mapping]:
+    """Executable mappings: by PROCMAP_QUERY where the kernel has it, else from the text."""
+    from recorder.procmap_query import Unsupported, query_exec_mappings
+
+    try:
+        return query_exec_mappings(maps_path)
+    except Unsupported:
+        return parse_maps(_read(maps_path))
+
+
 def _read(path: str) -> str:
     with open(path, encoding="utf-8", errors="replace") as f:
         return f.read()
@@ -95,7 +105,7 @@ def snapshot(pid: int, proc: str = "/proc") -> ProcessSnapshot:
             snap.cgroup = _read(f"{base}/cgroup")
         except OSError:
             snap.cgroup = None
-        snap.mappings = parse_maps(_read(f"{base}/maps"))
+        snap.mappings = read_exec_mappings(f"{base}/maps")
     except (FileNotFoundError, ProcessLookupError):
         snap.reason = "process exited before its mappings could be read"
     except PermissionError:

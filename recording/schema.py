@@ -89,9 +89,28 @@ FIELDS: list[pa.Field] = [
 
 SCHEMA = pa.schema(FIELDS, metadata={SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode()})
 COLUMNS = [f.name for f in FIELDS]
+_COLUMN_SET = frozenset(COLUMNS)
 
 
 def rows_to_batch(rows: list[dict]) -> pa.RecordBatch:
-    """Build one batch from row dicts; missing columns are null."""
-    columns = {name: [r.get(name) for r in rows] for name in COLUMNS}
-    return pa.RecordBatch.from_pydict(columns, schema=SCHEMA)
+    """Build one batch from row dicts; missing columns are null.
+
+    Walks each row's own keys (about 10) rather than every column (40) per row: the recorder
+    calls this every drain, and on a busy host most rows are sparse mapping rows."""
+    n = len(rows)
+    present: dict[str, list] = {}
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            if value is not None:
+                column = present.get(key)
+                if column is None:
+                    column = present[key] = [None] * n
+                column[i] = value
+    unknown = present.keys() - _COLUMN_SET
+    if unknown:
+        raise KeyError(f"not columns of the recording schema: {sorted(unknown)}")
+    arrays = [
+        pa.array(present[f.name], type=f.type) if f.name in present else pa.nulls(n, f.type)
+        for f in FIELDS
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)

@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from recorder.objects import ObjectRegistry
 from recorder.procfs import descendants, is_running, parse_maps, parse_stat_ppid, snapshot
 from recorder.snapshots import ProcessTracker
@@ -127,3 +129,19 @@ def test_idle_processes_are_forgotten_and_resnapshotted_in_full(tmp_path):
     assert [r["name"] for r in again if r["record"] == "perfmap"] == ["jitted"]
     assert {r["maps_seq"] for r in again if "maps_seq" in r and r["maps_seq"] is not None} == {1}
     assert "object" not in kinds or len(first) > len(again)  # objects are written once
+
+
+def test_procmap_query_agrees_with_the_text_of_proc_maps():
+    """The ioctl path (Linux 6.11+) must give what parsing /proc/PID/maps gives, except the
+    [vsyscall] gate area, which is not a VMA of the process."""
+    from recorder.procmap_query import Unsupported, query_exec_mappings
+
+    path = f"/proc/{os.getpid()}/maps"
+    try:
+        queried = query_exec_mappings(path)
+    except Unsupported:
+        pytest.skip("kernel without PROCMAP_QUERY (before 6.11): the text path is used")
+    with open(path) as f:
+        parsed = [m for m in parse_maps(f.read()) if m.path != "[vsyscall]"]
+    assert queried == parsed
+    assert any(m.path.endswith(".so") or ".so." in m.path for m in queried)
