@@ -3,7 +3,9 @@
 A build ID names the exact bytes of an object, so a table parsed once is valid forever:
 {cache}/symbols/xx/rest.sym holds the compact table (symtab.py), rest.json where it came from.
 A partial table (.dynsym, MiniDebugInfo) is cached too, but each run still looks for a full
-source first (a debug package may have been installed since), which costs a few stat() calls.
+source first (a debug package may have been installed since), which costs a few stat() calls:
+a partial table read from the binary itself records that the binary has no .symtab and its
+.gnu_debuglink, so the binary is not parsed again (its build ID names its bytes).
 Objects without a build ID are cached in memory only: their path may hold other bytes later.
 """
 
@@ -42,8 +44,11 @@ class SymbolCache:
         else:
             result = find(cached)
             self.parsed += 1
-            if build_id and result is not cached and len(result.table) and (
+            # an empty table is worth keeping when it is what the binary has (an executable
+            # exports no functions): it spares parsing the binary in the next run
+            if build_id and result is not cached and (len(result.table) or result.binary_read) and (
                 cached is None or result.source != cached.source
+                or result.binary_read != cached.binary_read
             ):
                 self._store(build_id, result)
         self._mem[key] = result
@@ -66,9 +71,11 @@ class SymbolCache:
             with open(sym, "rb") as f:
                 table = SymbolTable.from_bytes(f.read())
             dwarf = info.get("dwarf_path")
+            link = info.get("debuglink")
             return ObjectSymbols(table, str(info["source"]), bool(info["full"]),
                                  dwarf if dwarf and os.path.exists(dwarf) else None,
-                                 info.get("problem"))
+                                 info.get("problem"), bool(info.get("binary_read")),
+                                 (str(link[0]), int(link[1])) if link else None)
         except (OSError, ValueError, KeyError, TypeError, CacheFormatError):
             return None  # absent or damaged: parsed again and rewritten
 
@@ -81,7 +88,9 @@ class SymbolCache:
             _atomic_write(sym, syms.table.to_bytes())
             _atomic_write(meta, json.dumps({"source": syms.source, "full": syms.full,
                                             "dwarf_path": syms.dwarf_path,
-                                            "problem": syms.problem}).encode())
+                                            "problem": syms.problem,
+                                            "binary_read": syms.binary_read,
+                                            "debuglink": syms.debuglink}).encode())
         except OSError as exc:
             if not self._warned:
                 self._warned = True

@@ -15,14 +15,13 @@ may answer None: the process is dropped (--only-services) and its samples counte
 from __future__ import annotations
 
 import errno
+import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from recording.schema import RecordType
 from symbolizer.model import Frame, FrameKind, Profile
 from symbolizer.normalize import Mapping, MappingIndex, ObjectInfo, Snapshot, loads_from_phdrs
 from symbolizer.options import SymbolizeOptions
@@ -39,12 +38,9 @@ _LOST = {
     -errno.ENOMEM: "stack lost: stack map full (ENOMEM)",
 }
 
-_META_RECORDS = [r.value for r in (RecordType.META, RecordType.PROCESS, RecordType.MAPPING,
-                                   RecordType.OBJECT, RecordType.KSYM, RecordType.KMOD,
-                                   RecordType.PERFMAP)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SampleRow:
     window_start_ns: int
     window_end_ns: int
@@ -57,11 +53,41 @@ class SampleRow:
     kernel_stack_error: int | None
 
 
-def _rows(batch: pa.RecordBatch, record: str | list[str]) -> list[dict]:
-    col = batch.column("record")
-    mask = pc.is_in(col, pa.array(record)) if isinstance(record, list) else pc.equal(col, record)
-    picked = batch.filter(mask)
-    return picked.to_pylist() if picked.num_rows else []
+class _Batch:
+    """Row positions per record type, and columns as Python lists, each made once."""
+
+    def __init__(self, batch: pa.RecordBatch) -> None:
+        self.batch = batch
+        self._cols: dict[str, list] = {}
+        self._rows: dict[str, list[int]] = {}
+        for i, kind in enumerate(batch.column("record").to_pylist()):
+            got = self._rows.get(kind)
+            if got is None:
+                self._rows[kind] = [i]
+            else:
+                got.append(i)
+
+    def rows(self, kind: str) -> list[int]:
+        return self._rows.get(kind, [])
+
+    def records(self, kind: str, *columns: str) -> Iterator[tuple]:
+        """The given columns of the rows of one record type, row by row."""
+        rows = self.rows(kind)
+        return zip(*(self.take(c, rows) for c in columns), strict=True) if rows else iter(())
+
+    def take(self, column: str, rows: list[int]) -> list:
+        if not rows:
+            return []
+        if len(rows) == self.batch.num_rows:  # a batch of one record type: the whole column
+            return self._column(column)
+        col = self._column(column)
+        return [col[i] for i in rows]
+
+    def _column(self, name: str) -> list:
+        col = self._cols.get(name)
+        if col is None:
+            col = self._cols[name] = self.batch.column(name).to_pylist()
+        return col
 
 
 # docs/recording-format.md "Long runs": the recorder forgets a process not sampled for 60 s
@@ -103,64 +129,82 @@ class Engine:
             return DEFAULT_SAMPLE_RATE
 
     # --- input ---------------------------------------------------------------------------
+    # Rows are read column by column (to_pylist of the few columns a record type uses), not
+    # as one dict per row of all ~40 columns: that was most of the cost of reading a batch.
+    # Within a batch, metadata rows are taken first, then samples, then `window` rows in
+    # order: a snapshot is chosen by its time, not its position, and samples only wait in
+    # their window until its `window` row, which the recorder writes after them.
     def feed_metadata(self, batch: pa.RecordBatch) -> None:
-        for r in _rows(batch, _META_RECORDS):
-            self._meta_row(r)
+        self._feed_meta(_Batch(batch))
 
     def feed(self, batch: pa.RecordBatch, *, metadata: bool = True) -> list[list[Profile]]:
         """Take one batch; return the drain windows it closed, in order, each as its Profiles
         (one per label set, sorted by labels; one unlabelled empty Profile when the window
         had no samples, so that empty windows still reach the output)."""
-        closed: list[list[Profile]] = []
-        wanted = ["sample", "window", *(_META_RECORDS if metadata else [])]
-        for r in _rows(batch, wanted):
-            kind = r["record"]
-            if kind == "sample":
-                self._add_sample(r)
-            elif kind == "window":
-                key = (r["window_start_ns"] or 0, r["window_end_ns"] or 0)
-                closed.append(self._close(key))
-            else:
-                self._meta_row(r)
-        return closed
+        b = _Batch(batch)
+        if metadata:
+            self._feed_meta(b)
+        self._feed_samples(b)
+        return [self._close((ws or 0, we or 0))
+                for ws, we in b.records("window", "window_start_ns", "window_end_ns")]
 
     def finish(self) -> list[list[Profile]]:
         """Windows whose `window` row never came (a recorder that was killed)."""
         return [self._close(key) for key in sorted(self._pending)]
 
-    def _meta_row(self, r: dict) -> None:
-        kind = r["record"]
-        if kind == "meta" and r["key"] is not None:
-            self.meta[r["key"]] = r["value"] or ""
-        elif kind == "process" and r["pid"] is not None:
-            self.index.add_process(r["pid"], r["maps_seq"] or 0, r["time_ns"] or 0,
-                                   r["cgroup"], r["container_id"])
-            self._seen(r["pid"], max(r["time_ns"] or 0, self._stream_ns))
-        elif kind == "mapping" and r["pid"] is not None and r["start"] is not None:
-            self.index.add_mapping(r["pid"], r["maps_seq"] or 0, Mapping(
-                r["start"], r["end"] or r["start"], r["file_offset"] or 0, r["path"] or "",
-                r["object_id"]))
-        elif kind == "object" and r["object_id"]:
-            self.index.add_object(ObjectInfo(
-                r["object_id"], r["path"] or "", r["build_id"], r["elf_type"],
-                loads_from_phdrs(r["phdrs"]), r["data"], r["reason"]))
-        elif kind == "ksym" and r["addr"] is not None and r["name"]:
-            self.resolver.add_ksym(r["addr"], r["size"] or 0, r["name"])
-        elif kind == "kmod" and r["addr"] is not None and r["name"]:
-            self.resolver.add_kmod(r["name"], r["addr"], r["size"] or 0)
-        elif kind == "perfmap" and r["pid"] is not None and r["addr"] is not None:
-            self.resolver.add_perfmap(r["pid"], r["addr"], r["size"] or 0, r["name"] or "")
-            self._seen(r["pid"], self._stream_ns)
+    def _feed_meta(self, b: _Batch) -> None:
+        for k, v in b.records("meta", "key", "value"):
+            if k is not None:
+                self.meta[k] = v or ""
+        for oid, path, bid, et, phdrs, data, reason in b.records(
+                "object", "object_id", "path", "build_id", "elf_type", "phdrs", "data",
+                "reason"):
+            if oid:
+                self.index.add_object(ObjectInfo(sys.intern(oid), path or "", bid, et,
+                                                 loads_from_phdrs(phdrs), data, reason))
+        for pid, seq, t, cg, cid in b.records(
+                "process", "pid", "maps_seq", "time_ns", "cgroup", "container_id"):
+            if pid is not None:
+                # interned: thousands of processes share a few cgroups
+                self.index.add_process(pid, seq or 0, t or 0, cg and sys.intern(cg),
+                                       cid and sys.intern(cid))
+                self._seen(pid, max(t or 0, self._stream_ns))
+        for pid, seq, start, end, off, path, oid in b.records(
+                "mapping", "pid", "maps_seq", "start", "end", "file_offset", "path",
+                "object_id"):
+            if pid is not None and start is not None:
+                # interned: every process maps libc, and a stream keeps 120 s of them
+                self.index.add_mapping(pid, seq or 0, Mapping(
+                    start, end or start, off or 0, sys.intern(path or ""),
+                    oid and sys.intern(oid)))
+        for addr, size, name in b.records("ksym", "addr", "size", "name"):
+            if addr is not None and name:
+                self.resolver.add_ksym(addr, size or 0, name)
+        for addr, size, name in b.records("kmod", "addr", "size", "name"):
+            if addr is not None and name:
+                self.resolver.add_kmod(name, addr, size or 0)
+        for pid, addr, size, name in b.records("perfmap", "pid", "addr", "size", "name"):
+            if pid is not None and addr is not None:
+                self.resolver.add_perfmap(pid, addr, size or 0, name or "")
+                self._seen(pid, self._stream_ns)
 
     def _seen(self, pid: int, t_ns: int) -> None:
         if self.forget_after_ns is not None and t_ns > self._last_seen.get(pid, -1):
             self._last_seen[pid] = t_ns
 
-    def _add_sample(self, r: dict) -> None:
-        s = SampleRow(r["window_start_ns"] or 0, r["window_end_ns"] or 0, r["pid"] or 0,
-                      r["comm"] or "", r["count"] or 0, r["user_stack"] or [],
-                      r["kernel_stack"] or [], r["user_stack_error"], r["kernel_stack_error"])
-        self._pending.setdefault((s.window_start_ns, s.window_end_ns), []).append(s)
+    def _feed_samples(self, b: _Batch) -> None:
+        pending = self._pending
+        for ws, we, pid, comm, n, ustack, kstack, uerr, kerr in b.records(
+                "sample", "window_start_ns", "window_end_ns", "pid", "comm", "count",
+                "user_stack", "kernel_stack", "user_stack_error", "kernel_stack_error"):
+            key = (ws or 0, we or 0)
+            s = SampleRow(key[0], key[1], pid or 0, comm or "", n or 0, ustack or [],
+                          kstack or [], uerr, kerr)
+            got = pending.get(key)
+            if got is None:
+                pending[key] = [s]
+            else:
+                got.append(s)
 
     # --- symbolization -------------------------------------------------------------------
     def _close(self, key: tuple[int, int]) -> list[Profile]:

@@ -19,7 +19,7 @@ class FrameKind(StrEnum):
     ROOT = "root"  # the process name that roots each stack (as Pyroscope's agent does)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Frame:
     name: str  # display name: function, `libfoo.so+0x1a2b`, or `[unknown]`
     kind: FrameKind = FrameKind.USER
@@ -31,6 +31,17 @@ class Frame:
     line: int | None = None
     inlined: bool = False  # an inlined call inside the next frame (towards the leaf)
     reason: str | None = None  # set when unresolved: why
+    # Frames are shared by every stack that holds them, and stacks are dict keys hashed once
+    # per sample: the hash of the ten fields is computed once, here.
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((
+            self.name, self.kind, self.address, self.object, self.build_id, self.elf_addr,
+            self.file, self.line, self.inlined, self.reason)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def resolved(self) -> bool:

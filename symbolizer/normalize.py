@@ -41,7 +41,7 @@ class ObjectInfo:
     reason: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Mapping:
     """A `mapping` row: one executable mapping of a process snapshot."""
 
@@ -56,7 +56,7 @@ class Mapping:
         return self.path == "" or self.path.startswith("[anon")
 
 
-@dataclass
+@dataclass(slots=True)
 class Snapshot:
     pid: int
     maps_seq: int

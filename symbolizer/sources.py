@@ -43,6 +43,11 @@ class ObjectSymbols:
     full: bool  # a .symtab (static functions included), not just exported names
     dwarf_path: str | None = None  # a file with .debug_info, for --lines
     problem: str | None = None  # why no full table was found (None when full)
+    # A partial table read from the binary itself, whose build ID matched: the binary has no
+    # .symtab, and its .gnu_debuglink is this. A build ID names the bytes, so a warm run need
+    # not parse the binary again to look for better sources (the costly part of a warm run).
+    binary_read: bool = False
+    debuglink: tuple[str, int] | None = None
 
 
 def build_id_path(debug_dir: str, build_id: str) -> str:
@@ -113,17 +118,22 @@ class SymbolFinder:
                 if os.path.exists(p) and (s := accept(p)) and len(s.symtab):
                     return full(p, s, "debug file")
 
-        # 2. the object itself
+        # 2. the object itself (known from the cache entry, when it came from the binary)
         host = self.host_path(obj.path)
-        binary = accept(host) if os.path.exists(host) else None
-        if binary is None and not os.path.exists(host):
-            notes.append(f"object missing: {host} not found")
-        if binary is not None and len(binary.symtab):
-            return full(host, binary, "symbols of")
+        known = fallback is not None and fallback.binary_read and bid is not None
+        binary = None
+        debuglink = fallback.debuglink if fallback is not None and known else None
+        if not known:
+            binary = accept(host) if os.path.exists(host) else None
+            if binary is None and not os.path.exists(host):
+                notes.append(f"object missing: {host} not found")
+            if binary is not None and len(binary.symtab):
+                return full(host, binary, "symbols of")
+            debuglink = binary.debuglink if binary is not None else None
 
         # 3. .gnu_debuglink
-        if binary is not None and binary.debuglink:
-            name, crc = binary.debuglink
+        if debuglink:
+            name, crc = debuglink
             for p in self._debuglink_candidates(obj.path, host, name):
                 if not os.path.exists(p):
                     continue
@@ -149,7 +159,8 @@ class SymbolFinder:
         problem = "; ".join([no_debug, *notes])
         if fallback is not None:
             return ObjectSymbols(fallback.table, fallback.source, False,
-                                 fallback.dwarf_path, problem)
+                                 fallback.dwarf_path, problem,
+                                 known or (binary is not None and bid is not None), debuglink)
         if binary is None:
             return ObjectSymbols(SymbolTable.empty(), "nothing", False, None, problem)
 
@@ -162,7 +173,8 @@ class SymbolFinder:
             except ElfReadError as exc:
                 notes.append(f"MiniDebugInfo unusable ({exc})")
         return ObjectSymbols(table, source, False, host if binary.has_debug_info else None,
-                             problem)
+                             problem, binary_read=bid is not None,
+                             debuglink=binary.debuglink)
 
     def _debuglink_candidates(self, recorded: str, host: str, name: str) -> list[str]:
         name = os.path.basename(name)  # a link is a file name; never follow a path out of dirs

@@ -163,3 +163,42 @@ def test_minidebuginfo_like_fedora(exe, tmp_path):
     got = finder(tmp_path).find(obj_of(path))
     assert "MiniDebugInfo" in got.source
     assert got.table.lookup(syms["gamma_fn"] + 1)[0] == "gamma_fn"
+
+
+def _resolver_symbols(tmp_path: Path, obj: ObjectInfo, *debug_dirs: Path):
+    from symbolizer.cache import SymbolCache
+
+    f = finder(tmp_path, *debug_dirs)
+    cache = SymbolCache(str(tmp_path / "cache"), 8)  # a new run: nothing in memory
+    return cache.get(obj.object_id, obj.build_id, lambda fb: f.find(obj, fb))
+
+
+def test_warm_partial_table_does_not_parse_the_binary_again(exe, tmp_path, monkeypatch):
+    """A stripped binary without a debug file: the first run parses it (.dynsym); later runs
+    take the cached table and only look for the debug file (stat), as the binary's build ID
+    says its bytes, and so its lack of .symtab and its .gnu_debuglink, are the same."""
+    import symbolizer.sources as sources
+
+    path, syms = exe
+    dbg = path.parent / "workload-pie.debug"
+    run("objcopy", "--only-keep-debug", path, dbg)
+    run("strip", "--strip-all", path)
+    run("objcopy", f"--add-gnu-debuglink={dbg}", path)
+    dbg.rename(tmp_path / "workload-pie.debug.away")  # not installed yet
+    obj = obj_of(path)
+    reads: list[str] = []
+    real = sources._read_file
+    monkeypatch.setattr(sources, "_read_file", lambda p: (reads.append(p), real(p))[1])
+
+    first = _resolver_symbols(tmp_path, obj)
+    assert not first.full and reads == [str(path)]
+    reads.clear()
+    second = _resolver_symbols(tmp_path, obj)
+    assert not second.full and reads == []  # the binary was not read again
+    assert second.table.to_bytes() == first.table.to_bytes()
+    # the debug file arrives: the recorded debuglink finds it without reading the binary
+    (tmp_path / "workload-pie.debug.away").rename(dbg)
+    third = _resolver_symbols(tmp_path, obj)
+    assert third.full and "debuglink" in third.source
+    assert third.table.lookup(syms["gamma_fn"])[0] == "gamma_fn"
+    assert str(path) not in reads
