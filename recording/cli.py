@@ -22,8 +22,10 @@ def run(prog: str, main: Callable[[list[str]], int], argv: list[str] | None = No
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # The reader went away (e.g. `| head`): nothing more to say, as coreutils do.
+        # The reader of stdout went away (`| head`, or the next command of a chain exited).
         _silence_stdout()
+        print(f"{prog}: output closed by its reader (the next command in the pipe exited)",
+              file=sys.stderr)
         return 141
 
 

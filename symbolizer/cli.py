@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from recording.cli import is_terminal, run
-from recording.errors import OutputError, ProfilerError, UsageError
+from recording.errors import OutputError, ProfilerError, RecordingFormatError, UsageError
 from recording.reader import iter_batches
 from symbolizer.engine import STREAM_FORGET_AFTER_NS, Engine
 from symbolizer.model import Profile
@@ -235,6 +236,7 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
                     until_b.resolve(start) if until_b else None, per_drain=stream))
             write(grouper.add(drain))
 
+    stopping = _StopOnSignal() if stream else None
     try:
         for batches, closed in enumerate(_drive(engine, a.recording, stream), 1):
             emit(closed)
@@ -243,7 +245,13 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
         if grouper is not None:
             write(grouper.finish())
         sink.close()
+    except RecordingFormatError:
+        if stopping is not None and stopping.forced:
+            raise KeyboardInterrupt from None  # the read was cut short on purpose
+        raise
     finally:
+        if stopping is not None:
+            stopping.restore()
         progress.done()
         if close_out:
             out.close()
@@ -254,6 +262,39 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
         raise ProfilerError(f"{a.recording} holds no samples or windows: nothing to symbolize "
                             "(was the recorder stopped before its first drain?)")
     return 0
+
+
+class _StopOnSignal:
+    """Ctrl-C or SIGTERM reaches every command of `ebpf-record --out - | ebpf-symbolize - |
+    ebpf-upload -` at once. Dying at once would lose the recorder's last window, which it is
+    about to write: keep reading until it closes the pipe, for up to GRACE_SECONDS; a second
+    signal stops at once."""
+
+    GRACE_SECONDS = 5
+
+    def __init__(self) -> None:
+        self.forced = False
+        self.signalled = False
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._old_alarm = signal.signal(signal.SIGALRM, self._force)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.signalled:
+            self._force(signum, _frame)
+        self.signalled = True
+        print(f"{PROG}: {signal.Signals(signum).name}: finishing the last window from the "
+              f"recorder (up to {self.GRACE_SECONDS} s; again to stop now)", file=sys.stderr)
+        signal.alarm(self.GRACE_SECONDS)
+
+    def _force(self, _signum: int, _frame: object) -> None:
+        self.forced = True
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        signal.alarm(0)
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        signal.signal(signal.SIGALRM, self._old_alarm)
 
 
 def _dropped_line(engine: Engine, discovery: Discovery) -> str:
