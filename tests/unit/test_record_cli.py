@@ -3,6 +3,8 @@ These run without root: the checks come before the environment check."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 
 import pytest
@@ -35,3 +37,16 @@ def test_bad_input_is_one_clear_line(args, needle):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("ebpf-record: error:") and needle in lines[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root to drop to an unprivileged user with setpriv")
+def test_without_root_it_says_what_is_missing(tmp_path):
+    out = f"/tmp/ebpf-record-nobody-{os.getpid()}.parquet"
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        tool("ebpf-record"), "--out", out, "--duration", "1"],
+                       capture_output=True, text=True, timeout=30, cwd="/tmp")
+    assert r.returncode == 4
+    assert r.stderr.strip() == ("ebpf-record: error: ebpf-record needs root for BPF and perf "
+                                "events; run it with sudo")
+    assert not os.path.exists(out)
