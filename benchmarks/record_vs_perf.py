@@ -362,6 +362,24 @@ def calibrate(exe: Path, seconds: float) -> int:
     return max(probe, int(probe * seconds / max(run.cpu_s, 1e-3)))
 
 
+def start_churn(per_second: float) -> subprocess.Popen | None:
+    """Process churn of a busy host: short-lived Python processes (each maps ~30 executable
+    objects and imports extension modules, so the recorder snapshots it and re-reads it
+    after its executable mmaps)."""
+    if per_second <= 0:
+        return None
+    script = (f"while :; do /usr/bin/python3 -c 'import json, ssl, sqlite3' & "
+              f"sleep {1.0 / per_second:.3f}; done")
+    return subprocess.Popen(["bash", "-c", script], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_churn(p: subprocess.Popen | None) -> None:
+    if p is not None:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3, help="rounds of (alone, perf, "
@@ -374,6 +392,9 @@ def main() -> int:
     ap.add_argument("--recorder", type=Path, default=BIN / "ebpf-record", metavar="PATH",
                     help="the ebpf-record executable to measure, to compare a change "
                     "(default .venv/bin/ebpf-record)")
+    ap.add_argument("--churn", type=float, default=0.0, metavar="PER_SECOND",
+                    help="start this many short-lived Python processes per second during "
+                    "every run, as on a busy host (default 0: a quiet machine)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("record_vs_perf: run as root (BPF and system-wide perf)", file=sys.stderr)
@@ -390,12 +411,16 @@ def main() -> int:
         for i in range(args.repeats):
             for mode in ("baseline", "perf", "ebpf-record"):
                 run = Run(mode, i)
-                if mode == "baseline":
-                    run_workload(exe, rounds, run, None)
-                elif mode == "perf":
-                    with_perf(exe, rounds, run, tmp, args.sample_rate)
-                else:
-                    with_ebpf_record(exe, rounds, run, tmp, args.sample_rate, args.recorder)
+                churn = start_churn(args.churn)
+                try:
+                    if mode == "baseline":
+                        run_workload(exe, rounds, run, None)
+                    elif mode == "perf":
+                        with_perf(exe, rounds, run, tmp, args.sample_rate)
+                    else:
+                        with_ebpf_record(exe, rounds, run, tmp, args.sample_rate, args.recorder)
+                finally:
+                    stop_churn(churn)
                 runs.append(run)
                 print(f"record_vs_perf: repeat {i + 1}/{args.repeats} {mode:11} workload "
                       f"{run.wall_s:.2f} s wall, {run.cpu_s:.2f} s CPU, background "
