@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_load import start_churn, stop_churn  # benchmarks/ is sys.path[0]
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BIN = ROOT / ".venv" / "bin"
@@ -135,6 +137,9 @@ def main() -> int:
                     help="measure ebpf-upload alone, fed a synthetic 1-window-per-second "
                     "folded stream (--stacks unique stacks per window) instead of the chain")
     ap.add_argument("--stacks", type=int, default=300)
+    ap.add_argument("--churn", type=float, default=0.0, metavar="PER_SECOND",
+                    help="start this many short-lived Python processes per second while "
+                    "each tool runs, as on a busy host (default 0)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("chain_vs_perf: run as root (BPF and system-wide perf)", file=sys.stderr)
@@ -156,11 +161,19 @@ def main() -> int:
                 source = f"{sys.executable} {gen} {args.stacks}"
             chain = (f"{source} | {BIN}/ebpf-upload - --server-address {rx.url}"
                      f" --application-name bench --spool-dir {tmp}/spool")
-            results.append(measure(chain, args.duration, args.interval, "chain"))
+            churn = start_churn(args.churn)
+            try:
+                results.append(measure(chain, args.duration, args.interval, "chain"))
+            finally:
+                stop_churn(churn)
             uploads, samples = len(rx.ingests), sum(i.total for i in rx.ingests)
         perf = shutil.which("perf") or "perf"
-        results.append(measure(f"{perf} record -F {args.sample_rate} -a -g -q "
-                               f"-o {tmp}/perf.data", args.duration, args.interval, "perf"))
+        churn = start_churn(args.churn)
+        try:
+            results.append(measure(f"{perf} record -F {args.sample_rate} -a -g -q "
+                                   f"-o {tmp}/perf.data", args.duration, args.interval, "perf"))
+        finally:
+            stop_churn(churn)
     finally:
         load.terminate()
     warm = min(30.0, args.duration / 4)

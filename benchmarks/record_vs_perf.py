@@ -51,6 +51,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench_load import start_churn, stop_churn  # benchmarks/ is sys.path[0]
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -360,24 +362,6 @@ def calibrate(exe: Path, seconds: float) -> int:
     run = Run("calibration", 0)
     run_workload(exe, probe, run, None)
     return max(probe, int(probe * seconds / max(run.cpu_s, 1e-3)))
-
-
-def start_churn(per_second: float) -> subprocess.Popen | None:
-    """Process churn of a busy host: short-lived Python processes (each maps ~30 executable
-    objects and imports extension modules, so the recorder snapshots it and re-reads it
-    after its executable mmaps)."""
-    if per_second <= 0:
-        return None
-    script = (f"while :; do /usr/bin/python3 -c 'import json, ssl, sqlite3' & "
-              f"sleep {1.0 / per_second:.3f}; done")
-    return subprocess.Popen(["bash", "-c", script], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def stop_churn(p: subprocess.Popen | None) -> None:
-    if p is not None:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
 
 
 def main() -> int:
