@@ -4,6 +4,9 @@ the real client sends, it is a fair stand-in for a server in the other upload te
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import os
 import subprocess
 import sys
 import textwrap
@@ -28,6 +31,17 @@ CLIENT = textwrap.dedent("""
     burn_cpu(time.time() + float(sys.argv[2]))
     pyroscope.shutdown()
 """)
+
+
+@pytest.fixture(autouse=True)
+def _remove_client_sockets():
+    """The client's native agent leaves a /tmp/PYROSCOPE-<pid> socket behind (it ignores
+    TMPDIR): remove the ones these tests made."""
+    before = set(glob.glob("/tmp/PYROSCOPE-*"))
+    yield
+    for path in set(glob.glob("/tmp/PYROSCOPE-*")) - before:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def test_real_pyroscope_client_is_accepted_and_parsed(tmp_path):
