@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
+from recording import timeparse
 from recording.errors import UsageError
 
 
@@ -14,17 +15,10 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from `30`, `30s`, `5m`, `1h`, `250ms`."""
-    t = text.strip().lower()
-    number, scale = t, 1.0
-    # "ms" comes before "s" so that 250ms is not read as 250m + s.
-    for suffix, unit_scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
-        if t.endswith(suffix):
-            number, scale = t[: -len(suffix)], unit_scale
-            break
+    """argparse type: a positive duration (`30`, `30s`, `5m`, `1h`, `250ms`, `1m30s`)."""
     try:
-        value = float(number) * scale
-    except ValueError:
+        value = timeparse.parse_duration(text)
+    except UsageError:
         raise argparse.ArgumentTypeError(
             f"invalid duration {text!r}; use seconds or a unit: 30s, 5m, 1h"
         ) from None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import signal
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import BinaryIO
 from recording.cli import is_terminal, run
 from recording.errors import OutputError, ProfilerError, RecordingFormatError, UsageError
 from recording.reader import iter_batches
+from recording.timeparse import parse_duration
 from symbolizer.engine import STREAM_FORGET_AFTER_NS, Engine
 from symbolizer.model import Profile
 from symbolizer.options import (
@@ -31,14 +31,11 @@ from symbolizer.windows import WindowGrouper, WindowPlan
 from uploader.discovery import Discovery, DiscoveryOptions
 
 PROG = "ebpf-symbolize"
-_UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-
-
 def parse_duration_ns(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h)?\s*", text)
-    if not m or float(m.group(1)) <= 0:
+    seconds = parse_duration(text)
+    if seconds <= 0:
         raise UsageError(f"bad duration {text!r}; use e.g. 10s, 500ms, 1m")
-    return int(float(m.group(1)) * _UNITS[m.group(2) or "s"])
+    return round(seconds * 1e9)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from recording.errors import UsageError
-from uploader.timeparse import parse_duration, parse_instant
+from recording.timeparse import parse_duration, parse_instant
 
 log = logging.getLogger("ebpf-upload")
 

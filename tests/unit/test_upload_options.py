@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from recording.errors import UsageError
+from recording.timeparse import parse_duration, parse_instant
 from uploader.options import DEFAULT_SERVER, build_parser, env_name, resolve
-from uploader.timeparse import parse_duration, parse_instant
 
 
 def opts(argv: list[str], env: dict[str, str] | None = None):
