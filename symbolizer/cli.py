@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from recording.argparse_util import ArgumentParser
 from recording.cli import is_terminal, run
 from recording.errors import OutputError, ProfilerError, RecordingFormatError, UsageError
 from recording.reader import iter_batches
@@ -72,7 +73,7 @@ def parse_time(text: str, flag: str) -> TimeBound:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=PROG,
         description="Symbolize an ebpf-record recording offline: named stacks as folded text "
                     "(default) or another --format. Never runs code from the files it reads.")
@@ -187,11 +188,7 @@ def _open_out(path: str) -> tuple[BinaryIO, bool]:
 def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> int:
     """The command. `discovery`: one made by the caller (e.g. with an explicit API client
     configuration) instead of the one --kubernetes-node / --only-services describe."""
-    parser = build_parser()
-    try:
-        a = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    a = build_parser().parse_args(argv)  # bad flags: UsageError, one line
     sink_cls = get_sink(a.format)  # unknown formats fail before any work
     options = options_from_args(a)
     lines_fn = None

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from recording.argparse_util import ArgumentParser
 from recording.errors import UsageError
 from recording.timeparse import parse_duration, parse_instant
 
@@ -113,7 +114,7 @@ def env_name(flag: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="ebpf-upload",
         description="Upload folded profiles to Pyroscope /ingest; with '-', read a stream "
         "(ebpf-record --out - | ebpf-symbolize - | ebpf-upload -) and upload each window.",
