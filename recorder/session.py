@@ -191,8 +191,9 @@ class Recorder:
                         program.mark_unseen(pid)  # its next sample sends a new event
                     next_forget = now + IDLE_FORGET_SECONDS
                 if self.progress:
+                    # (file size is not shown: Parquet row groups are written every 50k rows)
                     print(f"\rebpf-record: {now - start:6.1f} s  {total:>9,} samples  "
-                          f"{len(tracker):>5} processes  {writer.bytes_written:>11,} bytes",
+                          f"{len(tracker):>5} processes  {len(tracker.objects):>5} objects",
                           end="", file=sys.stderr, flush=True)
             if finished:
                 if self.progress:

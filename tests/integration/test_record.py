@@ -263,3 +263,15 @@ def test_exec_takes_a_new_snapshot_of_the_same_pid(fixture_bins, tmp_path):
     later = {m["path"] for m in rows(out, "mapping")
              if m["pid"] == pid and m["maps_seq"] == snaps[-1][0]}
     assert str(fixture_bins / "libfixture.so") in later
+
+
+@pytest.mark.skipif(not shutil.which("script"), reason="needs util-linux script for a pty")
+def test_progress_on_a_terminal_only(tmp_path):
+    on_tty = subprocess.run(["script", "-qc", f"{tool('ebpf-record')} --out {tmp_path}/a.parquet "
+                             "--duration 2", "/dev/null"], capture_output=True, text=True,
+                            timeout=60)
+    assert on_tty.returncode == 0
+    assert re.search(r"\rebpf-record: +\d+\.\d s +\d+ samples", on_tty.stdout)
+    piped = subprocess.run([tool("ebpf-record"), "--out", str(tmp_path / "b.parquet"),
+                            "--duration", "2"], capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and "\r" not in piped.stderr
