@@ -268,10 +268,11 @@ def test_exec_takes_a_new_snapshot_of_the_same_pid(fixture_bins, tmp_path):
 @pytest.mark.skipif(not shutil.which("script"), reason="needs util-linux script for a pty")
 def test_progress_on_a_terminal_only(tmp_path):
     on_tty = subprocess.run(["script", "-qc", f"{tool('ebpf-record')} --out {tmp_path}/a.parquet "
-                             "--duration 2", "/dev/null"], capture_output=True, text=True,
-                            timeout=60)
+                             "--duration 2", "/dev/null"], capture_output=True, timeout=60,
+                            env={**os.environ, "TERM": "xterm"})
     assert on_tty.returncode == 0
-    assert re.search(r"\rebpf-record: +\d+\.\d s +\d+ samples", on_tty.stdout)
+    # bytes, not text: universal newlines would turn the progress line's \r into \n
+    assert re.search(rb"\rebpf-record: +\d+\.\d s +\d+ samples", on_tty.stdout)
     piped = subprocess.run([tool("ebpf-record"), "--out", str(tmp_path / "b.parquet"),
                             "--duration", "2"], capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and "\r" not in piped.stderr
