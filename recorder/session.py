@@ -110,8 +110,15 @@ class Recorder:
                 program.add_targets(sorted(roots | descendants(roots)))
             if self.target.mode == "command":
                 self.child = GatedCommand(self.target.command)
-                program.add_targets([self.child.pid])
-            program.attach(opts.sample_rate)
+            try:
+                if self.child is not None:
+                    program.add_targets([self.child.pid])
+                program.attach(opts.sample_rate)
+            except BaseException:
+                if self.child is not None:
+                    self.child.abort()  # never let the command run unprofiled
+                    self.child = None
+                raise
             if self.child is not None:
                 self.child.release()
             print(f"ebpf-record: sampling {self._describe()} at {opts.sample_rate} Hz "

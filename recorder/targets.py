@@ -95,6 +95,14 @@ class GatedCommand:
             self.wait()
             raise UsageError(f"cannot start {self.argv[0]}: {error.decode(errors='replace')}")
 
+    def abort(self) -> None:
+        """Kill the command while it still waits at the gate (profiling could not start)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        os.close(self._gate_w)
+        os.close(self._err_r)
+        self.wait()
+
     def forward(self, signum: int) -> None:
         if self.poll() is None:
             with contextlib.suppress(ProcessLookupError):

@@ -145,3 +145,18 @@ def test_procmap_query_agrees_with_the_text_of_proc_maps():
         parsed = [m for m in parse_maps(f.read()) if m.path != "[vsyscall]"]
     assert queried == parsed
     assert any(m.path.endswith(".so") or ".so." in m.path for m in queried)
+
+
+def test_gated_command_waits_for_release_and_abort_never_runs_it(tmp_path):
+    from recorder.targets import GatedCommand
+
+    ran = tmp_path / "ran"
+    gated = GatedCommand(("touch", str(ran)))
+    time.sleep(0.2)
+    assert not ran.exists()  # held at the gate
+    gated.abort()
+    assert not ran.exists() and gated.returncode is not None
+
+    released = GatedCommand(("touch", str(ran)))
+    released.release()
+    assert released.wait() == 0 and ran.exists()
