@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from recording.errors import RecordingFormatError
+from symbolizer.model import Profile
 
 HEADER = "# ebpf-profiler "
 WINDOW_END = "# ebpf-profiler-window-end"
@@ -28,6 +29,9 @@ class Block:
     sample_rate: int | None
     labels: dict[str, str] = field(default_factory=dict)
     stacks: dict[str, int] = field(default_factory=dict)
+    # from a recording (uploader/recording_input.py): the frames behind `stacks`, with
+    # objects, build IDs and addresses, for --format pprof
+    profile: Profile | None = None
 
 
 @dataclass(frozen=True)

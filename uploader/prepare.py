@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from symbolizer.model import Profile
 from uploader.client import IngestRequest
-from uploader.limits import split_stacks, truncate_stacks
+from uploader.limits import MAX_STACKS, split_stacks, truncate_stacks
 from uploader.names import check_labels, merge_labels, profile_name
 from uploader.options import UploadOptions
 from uploader.windows import Window
@@ -34,6 +35,16 @@ def build_requests(w: Window, opts: UploadOptions) -> list[IngestRequest]:
               ("sampleRate", str(w.sample_rate)), ("spyName", opts.spy_name),
               ("units", "samples"), ("aggregationType", "sum"))
     out = []
+    if opts.format == "pprof" and w.profile is not None:
+        # From a recording: pprof with mappings (build IDs) and location addresses.
+        from symbolizer.sinks.pprof import profile_to_pprof_bytes
+
+        items = list(w.profile.stacks.items())
+        for i in range(0, max(len(items), 1), MAX_STACKS):
+            part = Profile(w.profile.start_ns, w.profile.end_ns, w.profile.sample_rate,
+                           w.profile.labels, dict(items[i:i + MAX_STACKS]))
+            out.append(IngestRequest(params, profile_to_pprof_bytes(part)))
+        return out
     for chunk in chunks:
         if opts.format == "pprof":
             from uploader.pprof import encode_pprof  # only then load the symbolizer's sink

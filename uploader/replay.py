@@ -13,6 +13,7 @@ from uploader.folded import Block, parse_lines
 from uploader.limits import MAX_AGE_S, check_age
 from uploader.names import check_labels, merge_labels
 from uploader.options import UploadOptions
+from uploader.recording_input import is_recording, recording_blocks
 from uploader.session import Session
 from uploader.source import BlockFiller
 from uploader.windows import Batcher, Window, retime
@@ -35,6 +36,10 @@ def read_windows(opts: UploadOptions) -> list[Window]:
     filler = BlockFiller(opts)
     batcher = Batcher(int(opts.upload_rate_s * 1e9), opts.sample_rate or 100)
     for path in opts.inputs:
+        if is_recording(path):
+            for block in recording_blocks(path):
+                batcher.add(filler.fill(block))
+            continue
         for ev in parse_lines(_lines(path), "stdin" if path == "-" else path):
             if isinstance(ev, Block):
                 batcher.add(filler.fill(ev))

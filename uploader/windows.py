@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from symbolizer.model import Profile
 from uploader.folded import Block
 
 
@@ -24,6 +25,7 @@ class Window:
     sample_rate: int
     labels: dict[str, str] = field(default_factory=dict)
     stacks: dict[str, int] = field(default_factory=dict)
+    profile: Profile | None = None  # the frames behind `stacks`, when read from a recording
 
     @property
     def total(self) -> int:
@@ -59,6 +61,11 @@ class Batcher:
         w = self._open.setdefault(_key(w), w)
         for stack, count in block.stacks.items():
             w.stacks[stack] = w.stacks.get(stack, 0) + count
+        if block.profile is not None:
+            if w.profile is None:
+                w.profile = Profile(lo, hi, w.sample_rate, dict(w.labels))
+            for frames, count in block.profile.stacks.items():
+                w.profile.add(frames, count)
 
     def pop_complete(self, until_ns: int) -> list[Window]:
         """Windows that end at or before until_ns (the stream has moved past them)."""
@@ -85,4 +92,7 @@ def retime(windows: list[Window], rate_ns: int, now_ns: int | None = None) -> in
     for w in windows:
         w.from_ns += shift
         w.until_ns += shift
+        if w.profile is not None:
+            w.profile.start_ns += shift
+            w.profile.end_ns += shift
     return shift

@@ -65,6 +65,7 @@ class Ingest:
     headers: dict[str, str]
     stacks: dict[str, int]
     query: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""  # as received (pprof: after multipart unwrapping)
 
     @property
     def total(self) -> int:
@@ -269,7 +270,7 @@ class Receiver:
                      until_s=until_s, format=fmt, sample_rate=int(rate_text),
                      spy_name=query.get("spyName"), units=query.get("units"),
                      aggregation_type=query.get("aggregationType"), tenant=tenant,
-                     headers=headers, stacks=stacks, query=query)
+                     headers=headers, stacks=stacks, query=query, body=body)
         with self._lock:
             self.ingests.append(ing)
 

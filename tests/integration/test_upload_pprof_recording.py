@@ -1,0 +1,52 @@
+"""`ebpf-upload --format pprof run.parquet`: pprof that keeps build IDs and addresses, so a
+server with debug info could symbolize on its side (Pyroscope v1 reads Mapping.build_id and
+Location.address)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import tool
+from tests.receiver.pprof_decode import decode_pprof
+from tests.receiver.server import Receiver
+
+pytestmark = [pytest.mark.bpf, pytest.mark.slow]
+
+
+def build_id(path) -> str:
+    out = subprocess.run(["readelf", "-n", str(path)], capture_output=True, text=True).stdout
+    return re.search(r"Build ID: ([0-9a-f]+)", out).group(1)
+
+
+def test_pprof_from_a_recording_keeps_build_ids_and_addresses(fixture_bins, tmp_path):
+    rec = tmp_path / "run.parquet"
+    subprocess.run([tool("ebpf-record"), "--no-progress", "--out", str(rec), "--",
+                    str(fixture_bins / "workload-pie"), "3"], check=True, timeout=120,
+                   capture_output=True)
+    folded = subprocess.run([tool("ebpf-symbolize"), str(rec)], capture_output=True,
+                            text=True, check=True).stdout
+    folded_total = sum(int(line.rsplit(" ", 1)[1]) for line in folded.splitlines()
+                       if line and not line.startswith("#"))
+    with Receiver() as rx:
+        r = subprocess.run([tool("ebpf-upload"), "--server-address", rx.url,
+                            "--application-name", "pprof.rec", "--format", "pprof", str(rec)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert rx.ingests and all(i.format == "pprof" for i in rx.ingests)
+        assert sum(i.total for i in rx.ingests) == folded_total
+        build_ids, addresses, functions = set(), 0, set()
+        for ing in rx.ingests:
+            p = decode_pprof(ing.body)
+            strings = p["strings"]
+            for m in p["mappings"].values():
+                if 6 in m:  # Mapping.build_id (string table index; profile.proto field 6)
+                    build_ids.add(strings[m[6]])
+            addresses += sum(1 for loc in p["locations"].values() if loc.get(3, 0))
+            functions |= {strings[f[2]] for f in p["functions"].values() if 2 in f}
+    assert build_id(fixture_bins / "workload-pie") in build_ids
+    assert build_id(fixture_bins / "libfixture.so") in build_ids
+    assert addresses > 0
+    assert {"alpha", "lib_beta", "gamma_fn"} <= functions
