@@ -74,6 +74,11 @@ def _iter_parquet(path: str) -> Iterator[pa.RecordBatch]:
         raise RecordingFormatError(f"{path} is corrupt at row group {i}: {_short(exc)}") from None
 
 
+def iter_stream(f: BinaryIO, source: str) -> Iterator[pa.RecordBatch]:
+    """Batches of an Arrow IPC stream from an open binary file (`ebpf-record --out -`)."""
+    return _iter_stream(f, source)
+
+
 def _iter_stream(f: BinaryIO, source: str) -> Iterator[pa.RecordBatch]:
     try:
         reader = ipc.open_stream(f)

@@ -26,6 +26,7 @@ from types import FrameType
 from recording.errors import ProfilerError
 from uploader.folded import Block, Event, FoldedParser, WindowEnd
 from uploader.options import UploadOptions
+from uploader.recording_input import ARROW_STREAM_MAGIC, RecordingStreamReader
 from uploader.session import Session
 from uploader.source import BlockFiller
 from uploader.windows import Batcher, Window
@@ -98,26 +99,37 @@ class StreamUploader:
         for w in windows:
             self.sender.queue.put(w)
 
-    def run(self) -> int:
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        self.sender.start()
+    def _stopping(self) -> bool:
+        return bool(self.stop_signal) and time.monotonic() >= self.stop_deadline
+
+    def _idle(self, last_input: float) -> None:
+        if time.monotonic() - last_input > IDLE_FLUSH_S:
+            self._close(self.batcher.pop_complete(time.time_ns()))
+
+    def _pump(self) -> str:
+        """Read stdin until it ends, a signal's grace runs out or the sender fails; returns
+        why it stopped. Folded text is parsed here; a recording stream (`ebpf-record --out -`
+        piped straight in) is handed to a thread that symbolizes it."""
+        eof = "end of input (the command before ebpf-upload stopped)"
         sel = selectors.DefaultSelector()
         sel.register(self.fd, selectors.EVENT_READ)
         buf = b""
         last_input = time.monotonic()
-        why = "end of input (the command before ebpf-upload stopped)"
+        first = True
         try:
             while not self.sender.failed.is_set():
-                if self.stop_signal and time.monotonic() >= self.stop_deadline:
-                    why = f"{self.stop_signal}"
-                    break
+                if self._stopping():
+                    return f"{self.stop_signal}"
                 if not sel.select(timeout=0.5):
-                    if time.monotonic() - last_input > IDLE_FLUSH_S:
-                        self._close(self.batcher.pop_complete(time.time_ns()))
+                    self._idle(last_input)
                     continue
                 chunk = os.read(self.fd, 1 << 16)
                 if not chunk:
                     break
+                if first and chunk.startswith(ARROW_STREAM_MAGIC):
+                    sel.close()
+                    return self._pump_recording(chunk) or eof
+                first = False
                 last_input = time.monotonic()
                 buf += chunk
                 *lines, buf = buf.split(b"\n")
@@ -125,11 +137,40 @@ class StreamUploader:
                     self._handle(self.parser.feed(line.decode("utf-8", "replace")))
             if buf:
                 self._handle(self.parser.feed(buf.decode("utf-8", "replace")))
+            return eof
+        finally:
+            sel.close()
+
+    def _pump_recording(self, head: bytes) -> str | None:
+        events: queue.Queue = queue.Queue()
+        RecordingStreamReader(head, self.fd, events).start()
+        last_input = time.monotonic()
+        while not self.sender.failed.is_set():
+            if self._stopping():
+                return f"{self.stop_signal}"
+            try:
+                item = events.get(timeout=0.5)
+            except queue.Empty:
+                self._idle(last_input)
+                continue
+            if item is None:
+                return None
+            if isinstance(item, ProfilerError):
+                raise item
+            last_input = time.monotonic()
+            self._handle([item])
+        return None
+
+    def run(self) -> int:
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.sender.start()
+        last: list[Window] = []
+        try:
+            why = self._pump()
             self._handle(self.parser.close())
             last = self.batcher.pop_all()
             self._close(last)
         finally:
-            sel.close()
             self.sender.queue.put(None)
             self.sender.join()
             for s, h in old.items():

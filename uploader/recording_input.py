@@ -9,11 +9,16 @@ beside its folded stacks.
 
 from __future__ import annotations
 
+import io
+import os
+import queue
+import threading
 from collections.abc import Iterator
 
-from recording.reader import PARQUET_MAGIC, iter_batches
+from recording.errors import ProfilerError
+from recording.reader import PARQUET_MAGIC, iter_batches, iter_stream
 from symbolizer.model import Profile
-from uploader.folded import Block
+from uploader.folded import Block, WindowEnd
 
 ARROW_STREAM_MAGIC = b"\xff\xff\xff\xff"  # the IPC continuation marker that opens a stream
 
@@ -32,7 +37,6 @@ def is_recording(path: str) -> bool:
 def recording_blocks(path: str) -> Iterator[Block]:
     from symbolizer.engine import Engine
     from symbolizer.options import SymbolizeOptions
-    from symbolizer.sinks.folded import folded_lines
 
     engine = Engine(SymbolizeOptions())
     # A file is read twice, as ebpf-symbolize does: snapshots first, then samples.
@@ -43,11 +47,69 @@ def recording_blocks(path: str) -> Iterator[Block]:
         windows += engine.feed(batch, metadata=False)
     windows += engine.finish()
     for window in windows:
-        for p in window:
-            if not p.stacks:
-                continue
-            stacks = {}
-            for line in folded_lines(p):
-                stack, count = line.rsplit(" ", 1)
-                stacks[stack] = int(count)
-            yield Block(p.start_ns, p.end_ns, p.sample_rate, dict(p.labels), stacks, profile=p)
+        yield from window_blocks(window)
+
+
+def window_blocks(window: list[Profile]) -> Iterator[Block]:
+    """Blocks of one drain window: folded stacks for the server, the Profile for pprof."""
+    from symbolizer.sinks.folded import folded_lines
+
+    for p in window:
+        if not p.stacks:
+            continue
+        stacks = {}
+        for line in folded_lines(p):
+            stack, count = line.rsplit(" ", 1)
+            stacks[stack] = int(count)
+        yield Block(p.start_ns, p.end_ns, p.sample_rate, dict(p.labels), stacks, profile=p)
+
+
+class RecordingStreamReader(threading.Thread):
+    """Continuous mode fed by `ebpf-record --out -` directly: symbolizes the Arrow stream on
+    stdin in this thread and queues Blocks and WindowEnds for the uploader's main loop; None
+    marks the end of input, a ProfilerError a stream that could not be read."""
+
+    def __init__(self, head: bytes, fd: int, out: queue.Queue) -> None:
+        super().__init__(name="ebpf-upload-recording", daemon=True)
+        self.head = head
+        self.fd = fd
+        self.out = out
+
+    def run(self) -> None:
+        from symbolizer.engine import STREAM_FORGET_AFTER_NS, Engine
+        from symbolizer.options import SymbolizeOptions
+
+        engine = Engine(SymbolizeOptions(), forget_after_ns=STREAM_FORGET_AFTER_NS)
+        stream = io.BufferedReader(_Prefixed(self.head, self.fd))
+        try:
+            for batch in iter_stream(stream, "stdin"):
+                for window in engine.feed(batch):
+                    for block in window_blocks(window):
+                        self.out.put(block)
+                    if window:
+                        self.out.put(WindowEnd(window[0].end_ns))
+        except ProfilerError as exc:
+            self.out.put(exc)
+        finally:
+            self.out.put(None)
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes already read from the pipe (to see what it carries), then the pipe."""
+
+    def __init__(self, head: bytes, fd: int) -> None:
+        self.head = head
+        self.fd = fd
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = os.read(self.fd, len(b))
+        b[: len(data)] = data
+        return len(data)

@@ -50,3 +50,24 @@ def test_pprof_from_a_recording_keeps_build_ids_and_addresses(fixture_bins, tmp_
     assert build_id(fixture_bins / "libfixture.so") in build_ids
     assert addresses > 0
     assert {"alpha", "lib_beta", "gamma_fn"} <= functions
+
+
+def test_recorder_piped_straight_into_the_uploader_sends_pprof_with_build_ids(fixture_bins):
+    """`ebpf-record --out - | ebpf-upload - --format pprof`: the uploader symbolizes the
+    stream itself, window by window, and every recorded sample arrives."""
+    with Receiver() as rx:
+        chain = (f"{tool('ebpf-record')} --no-progress --out - -- "
+                 f"{fixture_bins / 'workload-pie'} 3 | {tool('ebpf-upload')} - --format pprof "
+                 f"--server-address {rx.url} --application-name pprof.chain")
+        r = subprocess.run(["bash", "-c", "set -o pipefail; " + chain], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        recorded = int(re.search(r"ebpf-record: ([\d,]+) samples", r.stderr).group(1)
+                       .replace(",", ""))
+        assert recorded > 100
+        assert sum(i.total for i in rx.ingests) == recorded, r.stderr
+        build_ids = set()
+        for ing in rx.ingests:
+            p = decode_pprof(ing.body)
+            build_ids |= {p["strings"][m[6]] for m in p["mappings"].values() if 6 in m}
+    assert build_id(fixture_bins / "libfixture.so") in build_ids
