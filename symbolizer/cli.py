@@ -29,7 +29,8 @@ from symbolizer.options import (
 from symbolizer.resolve import load_lines_fn
 from symbolizer.sinks import SinkOptions, get_sink
 from symbolizer.windows import WindowGrouper, WindowPlan
-from uploader.discovery import Discovery, DiscoveryOptions
+from uploader.discovery import Discovery
+from uploader.discovery.settings import discovery_for
 
 PROG = "ebpf-symbolize"
 def parse_duration_ns(text: str) -> int:
@@ -109,26 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _env_bool(name: str) -> bool:
-    text = os.environ.get(name, "").strip().lower()
-    if text in ("", "0", "false", "no", "off"):
-        return False
-    if text in ("1", "true", "yes", "on"):
-        return True
-    raise UsageError(f"{name}={os.environ[name]!r} is not a boolean; use true or false")
-
-
 def discovery_from_args(a: argparse.Namespace) -> Discovery:
-    """Service discovery as the agent does it: Kubernetes pods with a node name, else what
-    the cgroup shows. Problems (API unreachable, RBAC) are one warning line; symbolization
-    goes on unlabelled."""
-    node = a.kubernetes_node or os.environ.get("PYROSCOPE_KUBERNETES_NODE") or None
-    only = a.only_services if a.only_services is not None else _env_bool(
-        "PYROSCOPE_ONLY_SERVICES")
-    d = Discovery(DiscoveryOptions(kubernetes_node=node, only_services=only),
-                  warn=lambda m: print(f"{PROG}: warning: {m}", file=sys.stderr, flush=True))
-    d.start()
-    return d
+    return discovery_for(PROG, a.kubernetes_node, a.only_services)
 
 
 def options_from_args(a: argparse.Namespace) -> SymbolizeOptions:

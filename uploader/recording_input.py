@@ -38,7 +38,7 @@ def recording_blocks(path: str) -> Iterator[Block]:
     from symbolizer.engine import Engine
     from symbolizer.options import SymbolizeOptions
 
-    engine = Engine(SymbolizeOptions())
+    engine = Engine(SymbolizeOptions(), labeler=_labeler())
     # A file is read twice, as ebpf-symbolize does: snapshots first, then samples.
     for batch in iter_batches(path):
         engine.feed_metadata(batch)
@@ -48,6 +48,14 @@ def recording_blocks(path: str) -> Iterator[Block]:
     windows += engine.finish()
     for window in windows:
         yield from window_blocks(window)
+
+
+def _labeler():
+    """Service labels as ebpf-symbolize gives them (PYROSCOPE_KUBERNETES_NODE,
+    PYROSCOPE_ONLY_SERVICES, else container ID / systemd unit from the cgroup)."""
+    from uploader.discovery.settings import discovery_for
+
+    return discovery_for("ebpf-upload").labels_for
 
 
 def window_blocks(window: list[Profile]) -> Iterator[Block]:
@@ -74,12 +82,14 @@ class RecordingStreamReader(threading.Thread):
         self.head = head
         self.fd = fd
         self.out = out
+        self.labeler = _labeler()  # in the caller's thread: a bad setting fails at start
 
     def run(self) -> None:
         from symbolizer.engine import STREAM_FORGET_AFTER_NS, Engine
         from symbolizer.options import SymbolizeOptions
 
-        engine = Engine(SymbolizeOptions(), forget_after_ns=STREAM_FORGET_AFTER_NS)
+        engine = Engine(SymbolizeOptions(), labeler=self.labeler,
+                        forget_after_ns=STREAM_FORGET_AFTER_NS)
         stream = io.BufferedReader(_Prefixed(self.head, self.fd))
         try:
             for batch in iter_stream(stream, "stdin"):

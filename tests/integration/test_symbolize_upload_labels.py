@@ -71,3 +71,19 @@ def test_each_service_is_uploaded_under_its_own_name(api, tmp_path, monkeypatch)
         assert rx.matching(labels={"container_id": cid}), cid
     unit = rx.matching(labels={"systemd_unit": "nginx.service"})
     assert sum(i.total for i in unit) == 2 * COUNTS["nginx"]
+
+
+def test_a_recording_given_to_the_uploader_is_labelled_the_same_way(tmp_path, monkeypatch):
+    """ebpf-upload symbolizes recordings itself (for pprof with build IDs); off-cluster it
+    labels them by container ID and systemd unit as ebpf-symbolize does."""
+    monkeypatch.delenv("PYROSCOPE_ONLY_SERVICES", raising=False)
+    monkeypatch.delenv("PYROSCOPE_KUBERNETES_NODE", raising=False)
+    t0 = (time.time_ns() // 10**10 - 2) * 10**10
+    rec = labelled_recording(tmp_path / "rec.parquet", t0=t0)
+    with Receiver() as rx:
+        upload(rec, rx, tmp_path)
+        ingests = list(rx.ingests)
+    for cid in (APP_CID, SIDECAR_CID, DOCKER_CID, CRIO_CID):
+        assert any(i.labels.get("container_id") == cid for i in ingests), cid
+    unit = [i for i in ingests if i.labels.get("systemd_unit") == "nginx.service"]
+    assert sum(i.total for i in unit) == 2 * COUNTS["nginx"]
