@@ -99,7 +99,7 @@ class Recorder:
             ksyms = KernelSymbols.load()
             vdso = read_vdso()
             tracker = ProcessTracker(ObjectRegistry(), vdso)
-            writer.write_rows(self._meta_rows(headers_note, len(ksyms)))
+            writer.write_rows(self._meta_rows(headers_note))
             writer.write_rows(module_rows())
             if opts.all_kallsyms:
                 writer.write_rows(ksyms.all_rows())
@@ -268,7 +268,7 @@ class Recorder:
                      "count": total})
         return rows
 
-    def _meta_rows(self, headers_note: str | None, nsyms: int) -> list[dict]:
+    def _meta_rows(self, headers_note: str | None) -> list[dict]:
         meta = {
             "schema_version": str(SCHEMA_VERSION),
             "recorder_version": RECORDER_VERSION,

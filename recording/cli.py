@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Callable
 
@@ -42,7 +41,3 @@ def is_terminal(stream: object = None) -> bool:
     s = sys.stderr if stream is None else stream
     isatty = getattr(s, "isatty", None)
     return bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
-
-
-def restore_default_sigpipe() -> None:
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)

@@ -173,15 +173,3 @@ def elf_info_of_path(path: str, *, want_sections: bool = True) -> ElfInfo:
             return read_elf_info(f, size, want_sections=want_sections)
     except struct.error as exc:
         raise ElfError(f"truncated header: {exc}") from None
-
-
-def read_section(path: str, section: Section, limit: int = 256 << 20) -> bytes:
-    """The bytes of a section, bounds-checked against the file."""
-    if section.type == SHT_NOBITS:
-        return b""
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        size = f.tell()
-        if section.size > limit:
-            raise ElfError(f"section {section.name} is {section.size} bytes, over the limit")
-        return _Reader(f, size).read(section.offset, section.size)

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from recording.elf import ElfError, LoadSegment, read_elf_info
+from recording.elf import LoadSegment, read_elf_info
 from symbolizer.symtab import SymbolEntry, SymbolTable
 
 STT_FUNC = 2
@@ -39,14 +39,6 @@ class ElfSymbols:
     debuglink: tuple[str, int] | None  # .gnu_debuglink (file name, CRC32)
     debugdata: bytes | None  # .gnu_debugdata, xz-compressed MiniDebugInfo
     loads: tuple[LoadSegment, ...]
-
-
-def build_id_of(f: BinaryIO, size: int) -> str | None:
-    """The GNU build ID, read with the bounds-checked reader in recording.elf."""
-    try:
-        return read_elf_info(f, size).build_id
-    except (ElfError, struct.error) as exc:
-        raise ElfReadError(str(exc)) from None
 
 
 def read_elf_symbols(f: BinaryIO, size: int) -> ElfSymbols:

@@ -70,7 +70,6 @@ class StreamUploader:
         self.sender = _Sender(self.session)
         self.stop_signal: str | None = None
         self.stop_deadline = 0.0
-        self.last_until: int | None = None
         self.blocks = 0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -90,7 +89,6 @@ class StreamUploader:
                 # a later window has begun: earlier ones are complete (the stream is in order)
                 self._close(self.batcher.pop_complete(b.from_ns))
                 self.batcher.add(b)
-                self.last_until = b.until_ns
                 self.blocks += 1
             elif isinstance(ev, WindowEnd) and ev.until_ns is not None:
                 self._close(self.batcher.pop_complete(ev.until_ns))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from symbolizer.model import Profile, Stack
+from symbolizer.model import Profile
 from symbolizer.sinks import Sink, register
 
 HEADER = "# ebpf-profiler "
@@ -33,10 +33,6 @@ def header(profile: Profile) -> str:
     meta = {"from_ns": profile.start_ns, "until_ns": profile.end_ns,
             "sample_rate": profile.sample_rate, "labels": profile.labels}
     return HEADER + json.dumps(meta) + "\n"
-
-
-def stack_names(stack: Stack) -> list[str]:
-    return [frame_text(f.name) for f in stack]
 
 
 @register
