@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import mmap
 import os
+import struct
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from recorder.bpfmaps import BatchDrainer
 from recorder.options import RecordOptions
 from recording.errors import EnvironmentProblem
 
@@ -20,9 +25,26 @@ BPF_SOURCE = Path(os.environ.get("EBPF_PROFILER_BPF_DIR", Path(__file__).resolve
                                   / "bpf")) / "profile.c"
 
 # Indexes of the per-CPU `stats` array in bpf/profile.c.
-STAT_SAMPLES, STAT_USER_STACK_LOST, STAT_KERNEL_STACK_LOST, STAT_COUNTS_FULL = range(4)
+(STAT_SAMPLES, STAT_USER_STACK_LOST, STAT_KERNEL_STACK_LOST, STAT_COUNTS_FULL,
+ STAT_TARGETS_FULL, STAT_SEEN_FULL) = range(6)
+N_STATS = 8
 # Event reasons (EV_* in bpf/profile.c).
 EV_NEW, EV_EXEC, EV_MMAP = 2, 3, 4
+MAX_STACK_DEPTH = 127
+MAX_MAPPINGS = 256  # per process, MAX_MAPPINGS in bpf/profile.c
+
+# How a user stack was unwound (UNWINDER_* bits in bpf/profile.c) and why it stopped (STOP_*);
+# the names are what the recording stores (docs/recording-format.md).
+UNWINDER_NAMES = {0: None, 1: "dwarf", 2: "fp", 3: "dwarf+fp", 4: "kernel-fp"}
+STOP_NAMES = ("none", "entry", "fp-end", "depth", "read-fault", "unsupported", "bad-frame",
+              "zero-pc")
+
+# struct key_t: tgid, user_unwinder, user_stop, pad, user/kernel stack errors, user/kernel
+# stack hashes, comm.
+_KEY = struct.Struct("<IBBHiiQQ16s")
+_STACK_SIZE = 8 + 8 * MAX_STACK_DEPTH  # struct stack_t
+# struct mapping_t: start, end, bias, table_start, table_len
+MAPPING = struct.Struct("<QQQII")
 
 
 class _Event(ctypes.Structure):
@@ -38,6 +60,19 @@ class StackCount:
     user_stack_error: int | None
     kernel_stack_error: int | None
     count: int
+    user_unwinder: str | None = None
+    user_stop: str | None = None
+
+
+@dataclass(frozen=True)
+class MappingEntry:
+    """One executable mapping as the BPF unwinder sees it (struct mapping_t)."""
+
+    start: int
+    end: int
+    bias: int  # address - bias = ELF address in the object
+    table_start: int = 0
+    table_len: int = 0  # 0: no unwind table, frame pointers are used
 
 
 def import_bcc():
@@ -52,16 +87,22 @@ def import_bcc():
 
 
 class ProfileProgram:
-    """The loaded BPF program and its double-buffered maps."""
+    """The loaded BPF program, its double-buffered maps and the unwinder's tables."""
 
-    def __init__(self, opts: RecordOptions, filter_pids: bool) -> None:
+    def __init__(self, opts: RecordOptions, filter_pids: bool, rows_size: int = 1 << 16,
+                 procs_size: int = 8192) -> None:
         bcc = import_bcc()
         self._bcc = bcc
+        self.dwarf = opts.call_graph == "dwarf"
+        self.rows_size = rows_size
         cflags = [
             f"-DCOUNTS_SIZE={opts.counts_size}",
             f"-DSTACKS_SIZE={opts.stack_storage_size}",
             f"-DFILTER_PIDS={1 if filter_pids else 0}",
             f"-DINCLUDE_IDLE={1 if opts.include_idle else 0}",
+            f"-DCALL_GRAPH_DWARF={1 if self.dwarf else 0}",
+            f"-DROWS_SIZE={rows_size}",
+            f"-DPROCS_SIZE={procs_size}",
             # TRACEPOINT_PROBE declares its args struct in the parameter list; clang warns.
             "-Wno-visibility",
         ]
@@ -70,6 +111,9 @@ class ProfileProgram:
             print(f"// bpf: {BPF_SOURCE} with {' '.join(cflags)}\n{text}", file=sys.stderr)
         try:
             self.bpf = bcc.BPF(text=text, cflags=cflags)
+            if self.dwarf:
+                unwind = self.bpf.load_func("unwind_user", bcc.BPF.PERF_EVENT)
+                self.bpf["progs"][ctypes.c_int(0)] = ctypes.c_int(unwind.fd)
         except Exception as exc:  # bcc raises bare Exception on compile/load failures
             raise EnvironmentProblem(
                 f"loading the BPF program failed ({str(exc).splitlines()[0]}); check that the "
@@ -77,6 +121,15 @@ class ProfileProgram:
             ) from None
         self.active = 0
         self.filter_pids = filter_pids
+        lib = bcc.libbcc.lib
+        self._counts = [BatchDrainer(lib, self.bpf[f"counts{i}"].map_fd, _KEY.size, 8, 4096)
+                        for i in (0, 1)]
+        self._stacks = [BatchDrainer(lib, self.bpf[f"stacks{i}"].map_fd, 8, _STACK_SIZE, 1024)
+                        for i in (0, 1)]
+        # The rows array is BPF_F_MMAPABLE: tables are copied in with one memcpy each.
+        self._rows = mmap.mmap(self.bpf["unwind_rows"].map_fd, rows_size * 16, mmap.MAP_SHARED,
+                               mmap.PROT_READ | mmap.PROT_WRITE)
+        self._procs = self.bpf["procs"]
 
     def attach(self, sample_rate: int) -> None:
         bcc = self._bcc
@@ -119,58 +172,68 @@ class ProfileProgram:
         with contextlib.suppress(KeyError):
             del self.bpf["seen"][ctypes.c_uint32(tgid)]
 
+    # -- unwinder tables -------------------------------------------------------------------
+    def write_rows(self, at: int, rows: bytes) -> None:
+        """Copy packed unwind rows (unwind/table.py) to rows [at, at + len(rows) / 16)."""
+        end = at * 16 + len(rows)
+        if at < 0 or end > self.rows_size * 16:
+            raise ValueError("unwind rows outside the array")
+        self._rows[at * 16:end] = rows
+
+    def set_mappings(self, tgid: int, mappings: list[MappingEntry]) -> None:
+        """The process's executable mappings, sorted by start, for the BPF unwinder."""
+        ms = sorted(mappings, key=lambda m: m.start)[:MAX_MAPPINGS]
+        leaf = self._procs.Leaf()
+        raw = struct.pack("<II", len(ms), 0) + b"".join(
+            MAPPING.pack(m.start, m.end, m.bias, m.table_start, m.table_len) for m in ms)
+        ctypes.memmove(ctypes.addressof(leaf), raw, len(raw))
+        self._procs[ctypes.c_uint32(tgid)] = leaf
+
+    # -- draining --------------------------------------------------------------------------
     def drain(self) -> list[StackCount]:
-        """Flip the active buffer, then read and clear the one that was active."""
+        """Flip the active buffer, then read and empty the one that was active."""
         idx = self.active
         self.active = 1 - idx
         self.bpf["control"][ctypes.c_int(0)] = ctypes.c_uint32(self.active)
-        counts = self.bpf[f"counts{idx}"]
-        stacks = self.bpf[f"stacks{idx}"]
-        items = _take_all(counts)
-        cache: dict[int, tuple[int, ...]] = {}
-
-        def stack(sid: int) -> tuple[int, ...]:
-            if sid < 0:
-                return ()
-            got = cache.get(sid)
-            if got is None:
-                try:
-                    got = tuple(stacks.walk(sid))
-                except KeyError:
-                    got = ()
-                cache[sid] = got
-            return got
-
+        # A sample that read the old index before the flip finishes within microseconds
+        # (its tail calls included); give it time so its count lands before the copy is read.
+        time.sleep(0.002)
+        keys: list[tuple] = []
+        for kraw, _vraw, n in self._counts[idx].drain():
+            counts = struct.unpack_from(f"<{n}Q", _vraw)
+            for k, c in zip(_KEY.iter_unpack(kraw), counts, strict=True):
+                keys.append((*k, c))
+        stacks: dict[int, tuple[int, ...]] = {}
+        for kraw, vraw, n in self._stacks[idx].drain():
+            hashes = struct.unpack_from(f"<{n}Q", kraw)
+            words = memoryview(vraw).cast("Q")
+            per = _STACK_SIZE // 8
+            for i, h in enumerate(hashes):
+                base = i * per
+                length = min(words[base] & 0xFFFFFFFF, MAX_STACK_DEPTH)
+                stacks[h] = tuple(words[base + 1:base + 1 + length])
         out = []
-        for k, v in items:
-            us, ks = k.user_stack_id, k.kernel_stack_id
-            out.append(
-                StackCount(
-                    tgid=k.tgid,
-                    comm=k.comm.decode("utf-8", "replace"),
-                    user_stack=stack(us),
-                    kernel_stack=stack(ks),
-                    user_stack_error=us if us < 0 else None,
-                    kernel_stack_error=ks if ks < 0 else None,
-                    count=v if isinstance(v, int) else v.value,
-                )
-            )
-        stacks.clear()
+        for (tgid, unwinder, stop, _pad, uerr, kerr, uhash, khash, comm, count) in keys:
+            user = stacks.get(uhash, ()) if uhash else ()
+            if uhash and not user:
+                uerr = -errno.ENOENT  # stored in a copy already drained: lost in the race
+            kernel = stacks.get(khash, ()) if khash else ()
+            if khash and not kernel:
+                kerr = -errno.ENOENT
+            out.append(StackCount(
+                tgid=tgid, comm=comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
+                user_stack=user, kernel_stack=kernel,
+                user_stack_error=uerr or None, kernel_stack_error=kerr or None, count=count,
+                user_unwinder=UNWINDER_NAMES.get(unwinder) if user else None,
+                user_stop=STOP_NAMES[stop] if user and stop < len(STOP_NAMES) else None,
+            ))
         return out
 
     def stats(self) -> list[int]:
         table = self.bpf["stats"]
-        return [sum(table[ctypes.c_int(i)]) for i in range(4)]
+        return [sum(table[ctypes.c_int(i)]) for i in range(N_STATS)]
 
     def close(self) -> None:
+        with contextlib.suppress(BufferError, ValueError):
+            self._rows.close()
         self.bpf.cleanup()
-
-
-def _take_all(table) -> list:
-    """Read and delete every entry; in batches where the kernel supports it (5.6+)."""
-    try:
-        return list(table.items_lookup_and_delete_batch())
-    except Exception:
-        items = list(table.items())
-        table.clear()
-        return items

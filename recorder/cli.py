@@ -39,6 +39,10 @@ def build_parser() -> ArgumentParser:
                    help="stack map entries per drain (default 16384); raise if stacks are lost")
     p.add_argument("--counts-size", type=int, default=40960, metavar="N",
                    help="unique (process, stack) entries per drain (default 40960)")
+    p.add_argument("--call-graph", choices=("dwarf", "fp"), default="dwarf",
+                   help="how user stacks are unwound (perf's word): dwarf (default) from "
+                   ".eh_frame tables in BPF, frame pointers where an object has none; fp: "
+                   "frame pointers only")
     p.add_argument("--include-idle", action="store_true", help="keep samples of the idle task")
     p.add_argument("--all-kallsyms", action="store_true",
                    help="store every kernel symbol, not only those frames fall in")
@@ -68,8 +72,8 @@ def parse_options(argv: list[str]) -> RecordOptions:
         out=a.out, sample_rate=a.sample_rate, pids=tuple(a.pid), command=command,
         duration=a.duration, drain_interval=a.drain_interval,
         stack_storage_size=a.stack_storage_size, counts_size=a.counts_size,
-        include_idle=a.include_idle, all_kallsyms=a.all_kallsyms, progress=a.progress,
-        debug_bpf=a.debug_bpf,
+        call_graph=a.call_graph, include_idle=a.include_idle, all_kallsyms=a.all_kallsyms,
+        progress=a.progress, debug_bpf=a.debug_bpf,
     )
 
 
@@ -84,10 +88,22 @@ def report(s: Summary, opts: RecordOptions) -> None:
         f"{share:.2f}% of one core)",
         file=sys.stderr,
     )
+    with_stack = {k: v for k, v in s.unwinders.items() if k is not None}
+    if with_stack:
+        total = sum(with_stack.values())
+        parts = ", ".join(f"{100.0 * v / total:.1f}% {k}" for k, v in
+                          sorted(with_stack.items(), key=lambda kv: -kv[1]))
+        print(f"{PROG}: user stacks unwound by {parts}"
+              + (" (fp: objects without an unwind table, or processes seen before their "
+                 "tables were loaded)" if "fp" in with_stack and opts.call_graph == "dwarf"
+                 else ""), file=sys.stderr)
     if s.lost_user_stacks or s.lost_kernel_stacks:
         print(f"{PROG}: warning: {s.lost_user_stacks + s.lost_kernel_stacks:,} stacks lost to "
-              f"stack map collisions or a full map; raise --stack-storage-size (now "
+              f"a full stack map; raise --stack-storage-size (now "
               f"{opts.stack_storage_size})", file=sys.stderr)
+    if s.targets_full:
+        print(f"{PROG}: warning: {s.targets_full:,} child processes were not followed: the "
+              "target map (65,536 live processes) was full", file=sys.stderr)
     if s.dropped_counts_full:
         print(f"{PROG}: warning: {s.dropped_counts_full:,} samples dropped, the count map was "
               f"full; raise --counts-size (now {opts.counts_size}) or lower --drain-interval",

@@ -23,6 +23,9 @@ class RecordOptions:
     """Entries per copy of the BPF stack map (bcc profile.py's --stack-storage-size)."""
     counts_size: int = 40960
     """Entries per copy of the BPF count map: unique (process, stacks) per drain."""
+    call_graph: str = "dwarf"
+    """User stacks: "dwarf" unwinds in BPF from .eh_frame tables, with frame pointers where an
+    object has none; "fp" uses the kernel's frame-pointer walk only (perf --call-graph)."""
     include_idle: bool = False
     """Keep samples of the idle task (pid 0)."""
     all_kallsyms: bool = False

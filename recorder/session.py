@@ -10,10 +10,16 @@ import signal
 import socket
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from recorder import kheaders
-from recorder.bpf_program import EV_MMAP, ProfileProgram, StackCount
+from recorder.bpf_program import (
+    EV_MMAP,
+    STAT_COUNTS_FULL,
+    ProfileProgram,
+    StackCount,
+)
 from recorder.kernel import KernelSymbols, kernel_build_id, module_rows, read_vdso
 from recorder.objects import ObjectRegistry
 from recorder.options import RecordOptions
@@ -41,6 +47,10 @@ class Summary:
     lost_user_stacks: int = 0
     lost_kernel_stacks: int = 0
     dropped_counts_full: int = 0
+    targets_full: int = 0
+    seen_full: int = 0
+    # samples per user-stack unwinder ("dwarf", "fp", "dwarf+fp", "kernel-fp"; None: no stack)
+    unwinders: Counter[str | None] = field(default_factory=Counter)
     processes: int = 0
     objects: int = 0
     bytes_written: int = 0
@@ -131,7 +141,7 @@ class Recorder:
             stats = program.stats()
             program.close()
             (summary.samples, summary.lost_user_stacks, summary.lost_kernel_stacks,
-             summary.dropped_counts_full) = stats
+             summary.dropped_counts_full, summary.targets_full, summary.seen_full) = stats[:6]
             summary.processes = len(tracker)
             summary.objects = len(tracker.objects)
             summary.seconds = time.monotonic() - t0
@@ -170,6 +180,7 @@ class Recorder:
         pending_rows: list[dict] = []
         total = 0
         next_forget = start + IDLE_FORGET_SECONDS
+        lost_before = 0
         while True:
             now = time.time()
             wait = min(next_drain, deadline or next_drain) - now
@@ -186,7 +197,10 @@ class Recorder:
                 self.dirty.clear()
                 pending_rows.extend(self._observe_pending(tracker))
                 counts = program.drain()
-                rows = self._window_rows(counts, tracker, ksyms, window_start_ns, window_end_ns)
+                lost_now = program.stats()[STAT_COUNTS_FULL]
+                rows = self._window_rows(counts, tracker, ksyms, window_start_ns, window_end_ns,
+                                         lost_now - lost_before, summary)
+                lost_before = lost_now
                 writer.write_rows(pending_rows + rows)
                 writer.end_window()
                 pending_rows = []
@@ -244,7 +258,8 @@ class Recorder:
         return False
 
     def _window_rows(self, counts: list[StackCount], tracker: ProcessTracker,
-                     ksyms: KernelSymbols, start_ns: int, end_ns: int) -> list[dict]:
+                     ksyms: KernelSymbols, start_ns: int, end_ns: int, lost: int,
+                     summary: Summary) -> list[dict]:
         rows: list[dict] = []
         kaddrs: set[int] = set()
         now = time.time()
@@ -255,17 +270,20 @@ class Recorder:
             kaddrs.update(c.kernel_stack)
         rows.extend(ksyms.rows_for(kaddrs))
         total = 0
+        unwinders = summary.unwinders
         for c in counts:
             total += c.count
+            unwinders[c.user_unwinder] += c.count
             rows.append({
                 "record": "sample", "window_start_ns": start_ns, "window_end_ns": end_ns,
                 "pid": c.tgid, "comm": c.comm, "count": c.count,
                 "user_stack": list(c.user_stack), "kernel_stack": list(c.kernel_stack),
                 "user_stack_error": c.user_stack_error,
                 "kernel_stack_error": c.kernel_stack_error,
+                "user_unwinder": c.user_unwinder, "user_stop": c.user_stop,
             })
         rows.append({"record": "window", "window_start_ns": start_ns, "window_end_ns": end_ns,
-                     "count": total})
+                     "count": total, "lost_samples": lost})
         return rows
 
     def _meta_rows(self, headers_note: str | None) -> list[dict]:
@@ -289,11 +307,19 @@ class Recorder:
         stats = {
             "samples": s.samples, "lost_user_stacks": s.lost_user_stacks,
             "lost_kernel_stacks": s.lost_kernel_stacks,
-            "dropped_samples_counts_full": s.dropped_counts_full, "processes": s.processes,
+            "dropped_samples_counts_full": s.dropped_counts_full,
+            "targets_full": s.targets_full, "seen_full": s.seen_full,
+            "call_graph": self.opts.call_graph,
+            **{f"samples_unwound_{k}": v for k, v in sorted(_named(s.unwinders))},
+            "processes": s.processes,
             "objects": s.objects, "ended_ns": time.time_ns(),
             "recorder_cpu_s": round(s.cpu_total, 3), "stop_reason": self.stop_reason,
         }
         return [{"record": "stats", "key": k, "value": str(v)} for k, v in stats.items()]
+
+
+def _named(counts: Counter[str | None]) -> list[tuple[str, int]]:
+    return [(k, v) for k, v in counts.items() if k is not None]
 
 
 def _silence_stdout() -> None:

@@ -1,4 +1,4 @@
-"""Schema of a recording, version 1.
+"""Schema of a recording, version 2 (version 1 lacks the unwinder columns; readers accept both).
 
 One flat table, one row per fact, typed by `record`. Columns that do not apply to a record
 type are null; Parquet stores runs of nulls almost for free. A flat table keeps the file
@@ -12,7 +12,7 @@ from enum import StrEnum
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_VERSION_KEY = b"ebpf_profiler.schema_version"
 
 
@@ -73,6 +73,12 @@ FIELDS: list[pa.Field] = [
     pa.field("kernel_stack", pa.list_(pa.uint64())),
     pa.field("user_stack_error", pa.int32()),
     pa.field("kernel_stack_error", pa.int32()),
+    # v2: how the user stack was unwound ("dwarf", "fp", "dwarf+fp", "kernel-fp") and why it
+    # ended ("entry", "fp-end", "depth", "read-fault", ...): docs/recording-format.md
+    pa.field("user_unwinder", pa.string()),
+    pa.field("user_stop", pa.string()),
+    # v2, window rows: samples the kernel could not count in this window (count map full)
+    pa.field("lost_samples", pa.int64()),
     # reserved for a DWARF-unwinding mode (perf --call-graph dwarf): copied user stack bytes
     # and registers per sample. Version 1 writers leave them null.
     pa.field("user_regs", pa.list_(pa.uint64())),

@@ -86,7 +86,11 @@ class _Batch:
     def _column(self, name: str) -> list:
         col = self._cols.get(name)
         if col is None:
-            col = self._cols[name] = self.batch.column(name).to_pylist()
+            if name in self.batch.schema.names:
+                col = self.batch.column(name).to_pylist()
+            else:  # a column newer than the recording's schema version
+                col = [None] * self.batch.num_rows
+            self._cols[name] = col
         return col
 
 
