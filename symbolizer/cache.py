@@ -18,6 +18,7 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 
+from recording.buildid import is_build_id
 from symbolizer.sources import ObjectSymbols
 from symbolizer.symtab import CacheFormatError, SymbolTable
 
@@ -37,6 +38,8 @@ class SymbolCache:
         if hit is not None:
             self._mem.move_to_end(key)
             return hit
+        if not is_build_id(build_id):
+            build_id = None  # never a file name made of a string that is not a build ID
         cached = self._load(build_id) if build_id else None
         if cached is not None and cached.full:
             self.disk_hits += 1
@@ -57,7 +60,7 @@ class SymbolCache:
         return result
 
     def _paths(self, build_id: str) -> tuple[str, str]:
-        assert self.dir is not None
+        assert self.dir is not None and is_build_id(build_id)
         base = os.path.join(self.dir, build_id[:2], build_id[2:])
         return base + ".sym", base + ".json"
 

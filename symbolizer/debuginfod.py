@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import tempfile
 
+from recording.buildid import build_id_problem, is_build_id
+
 MAX_DOWNLOAD = 4 << 30
-_BUILD_ID = re.compile(r"^[0-9a-f]{8,128}$")
 
 
 class DebuginfodClient:
@@ -32,14 +32,15 @@ class DebuginfodClient:
         self._session = requests.Session()
 
     def cached_path(self, build_id: str) -> str | None:
-        if self.cache_dir is None:
+        if self.cache_dir is None or not is_build_id(build_id):
             return None
         return os.path.join(self.cache_dir, "debuginfod", build_id, "debuginfo")
 
     def fetch(self, build_id: str) -> tuple[str | None, str | None]:
         """(path of the debug file, None) or (None, why not)."""
-        if not _BUILD_ID.match(build_id):
-            return None, f"not a build ID: {build_id!r}"
+        problem = build_id_problem(build_id)
+        if problem:  # it would become a URL path and a cache path
+            return None, f"not a build ID ({problem})"
         cached = self.cached_path(build_id)
         if cached and os.path.exists(cached):
             return cached, None

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from recording.buildid import checked_build_id
 from symbolizer.model import Frame, FrameKind, Profile
 from symbolizer.normalize import Mapping, MappingIndex, ObjectInfo, Snapshot, loads_from_phdrs
 from symbolizer.options import SymbolizeOptions
@@ -160,8 +161,12 @@ class Engine:
                 "object", "object_id", "path", "build_id", "elf_type", "phdrs", "data",
                 "reason"):
             if oid:
+                # A recording may be crafted: a build ID that is not hex would become a path
+                # in the symbol cache and debug trees. Refused here, it is "no build ID".
+                bid, bid_problem = checked_build_id(bid)
                 self.index.add_object(ObjectInfo(sys.intern(oid), path or "", bid, et,
-                                                 loads_from_phdrs(phdrs), data, reason))
+                                                 loads_from_phdrs(phdrs), data, reason,
+                                                 bid_problem))
         for pid, seq, t, cg, cid in b.records(
                 "process", "pid", "maps_seq", "time_ns", "cgroup", "container_id"):
             if pid is not None:
