@@ -24,8 +24,7 @@ from typing import BinaryIO
 MAX_SYMLINKS = 40
 
 _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
-          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory",
-          stat.S_IFLNK: "a symbolic link"}
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}
 
 
 class UntrustedFileError(OSError):
@@ -40,6 +39,8 @@ class UntrustedFileError(OSError):
 
 
 def _refuse_unless_regular(path: str, mode: int) -> None:
+    if stat.S_ISLNK(mode):
+        raise UntrustedFileError(path, "a symbolic link: refused")
     if not stat.S_ISREG(mode):
         kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
         raise UntrustedFileError(path, f"{kind}, not a regular file: refused")

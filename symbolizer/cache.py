@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from recording.buildid import is_build_id
+from recording.untrusted import open_regular
 from symbolizer.sources import ObjectSymbols
 from symbolizer.symtab import CacheFormatError, SymbolTable
 
@@ -69,9 +70,10 @@ class SymbolCache:
             return None
         sym, meta = self._paths(build_id)
         try:
-            with open(meta) as f:
+            # --cache-dir may be a shared directory: only regular files, no symlink followed
+            with open_regular(meta, follow_symlinks=False) as f:
                 info = json.load(f)
-            with open(sym, "rb") as f:
+            with open_regular(sym, follow_symlinks=False) as f:
                 table = SymbolTable.from_bytes(f.read())
             dwarf = info.get("dwarf_path")
             link = info.get("debuglink")

@@ -32,6 +32,8 @@ from elftools.dwarf.dwarfinfo import DWARFInfo
 from elftools.dwarf.ranges import BaseAddressEntry, RangeEntry
 from elftools.elf.elffile import ELFFile
 
+from recording.untrusted import open_regular
+
 LineEntry = tuple[str | None, str | None, int | None, bool]
 
 MAX_FILES = 16  # DWARF indexes kept in memory (each holds an open file)
@@ -249,7 +251,9 @@ class _DwarfIndex:
     """A file's compile units by address; units parsed when an address first needs them."""
 
     def __init__(self, path: str) -> None:
-        self.stream: IO[bytes] = open(path, "rb")  # noqa: SIM115 - kept open for lazy reads
+        # kept open for lazy reads; a regular file only, opened without blocking (a FIFO
+        # swapped in for a recorded binary must not hang --lines)
+        self.stream: IO[bytes] = open_regular(path)
         try:
             elf = ELFFile(self.stream)
             if not elf.has_dwarf_info():
