@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from recording.buildid import is_build_id
+from recording.private import make_private_dirs
 from recording.untrusted import open_regular
 from symbolizer.sources import ObjectSymbols
 from symbolizer.symtab import CacheFormatError, SymbolTable
@@ -89,7 +90,8 @@ class SymbolCache:
             return
         sym, meta = self._paths(build_id)
         try:
-            os.makedirs(os.path.dirname(sym), exist_ok=True)
+            make_private_dirs(self.dir)  # 0700: symbols of root-only binaries live here
+            make_private_dirs(os.path.dirname(sym))
             _atomic_write(sym, syms.table.to_bytes())
             _atomic_write(meta, json.dumps({"source": syms.source, "full": syms.full,
                                             "dwarf_path": syms.dwarf_path,
@@ -105,6 +107,7 @@ class SymbolCache:
 
 
 def _atomic_write(path: str, data: bytes) -> None:
+    # mkstemp: O_EXCL, an unpredictable name, mode 0600; the rename keeps the mode
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
