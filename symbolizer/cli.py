@@ -23,6 +23,7 @@ from symbolizer.options import (
     DEFAULT_DEBUG_DIRS,
     DEFAULT_SYMBOL_CACHE_SIZE,
     SymbolizeOptions,
+    debuginfod_limits_from_env,
     debuginfod_urls_from_env,
     default_cache_dir,
 )
@@ -124,6 +125,11 @@ def options_from_args(a: argparse.Namespace) -> SymbolizeOptions:
             raise UsageError(f"PYROSCOPE_SYMBOL_CACHE_SIZE={env!r} is not a number") from None
     if size < 1:
         raise UsageError("--symbol-cache-size must be at least 1")
+    try:
+        limits = debuginfod_limits_from_env()
+    except ValueError as exc:
+        raise UsageError(f"{exc}; unset it or give seconds (MAXTIME) or bytes (MAXSIZE)"
+                         ) from None
     return SymbolizeOptions(
         debug_dirs=tuple(a.debug_dirs) if a.debug_dirs else DEFAULT_DEBUG_DIRS,
         sysroot=a.sysroot,
@@ -132,6 +138,7 @@ def options_from_args(a: argparse.Namespace) -> SymbolizeOptions:
         cache_dir=a.cache_dir or default_cache_dir(),
         symbol_cache_size=size,
         lines=a.lines,
+        **limits,  # type: ignore[arg-type]
     )
 
 

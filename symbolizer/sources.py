@@ -82,7 +82,8 @@ class SymbolFinder:
         self.options = options
         self.debuginfod = (
             DebuginfodClient(options.debuginfod_urls, options.cache_dir,
-                             options.debuginfod_timeout_s)
+                             options.debuginfod_timeout_s, options.debuginfod_max_time_s,
+                             options.debuginfod_max_size)
             if options.debuginfod_urls else None
         )
 
