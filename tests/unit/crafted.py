@@ -59,3 +59,81 @@ def nm_address(path: Path, name: str) -> int:
         if len(parts) == 3 and parts[2] == name:
             return int(parts[0], 16)
     raise LookupError(f"{name} not in {path}")
+
+
+SHT_SYMTAB, SHT_STRTAB, SHT_PROGBITS = 2, 3, 1
+SHF_COMPRESSED = 0x800
+
+
+def elf_with_sections(sections: list[tuple[str, int, int, bytes, int]]) -> bytes:
+    """A minimal ELF64 little-endian x86-64 ET_DYN file holding the given sections, each
+    (name, sh_type, sh_flags, stored bytes, sh_link), after the null section; .shstrtab and
+    the section headers follow. Enough for the symbolizer's readers, and nothing else."""
+    import struct
+
+    names = b"\0"
+    name_off = []
+    for name, *_ in [*sections, (".shstrtab",)]:
+        name_off.append(len(names))
+        names += name.encode() + b"\0"
+    body = bytearray(64)
+    placed = []
+    for _name, _type, _flags, data, _link in sections:
+        placed.append((len(body), len(data)))
+        body += data
+        body += b"\0" * (-len(body) % 8)
+    placed.append((len(body), len(names)))
+    body += names
+    body += b"\0" * (-len(body) % 8)
+    shoff = len(body)
+    shdr = "<IIQQQQIIQQ"
+    body += b"\0" * struct.calcsize(shdr)  # the null section
+    for i, (_name, typ, flags, _data, link) in enumerate(sections):
+        off, size = placed[i]
+        entsize = 24 if typ == SHT_SYMTAB else 0
+        body += struct.pack(shdr, name_off[i], typ, flags, 0, off, size, link,
+                            1 if typ == SHT_SYMTAB else 0, 8, entsize)
+    off, size = placed[-1]
+    body += struct.pack(shdr, name_off[-1], SHT_STRTAB, 0, 0, off, size, 0, 0, 1, 0)
+    ident = b"\x7fELF\x02\x01\x01" + b"\0" * 9
+    body[:64] = ident + struct.pack("<HHIQQQIHHHHHH", 3, 62, 1, 0, 0, shoff, 0, 64, 56, 0, 64,
+                                    len(sections) + 2, len(sections) + 1)
+    return bytes(body)
+
+
+def compressed(stream: bytes, size: int, ch_type: int = 1) -> bytes:
+    """SHF_COMPRESSED section bytes: an Elf64_Chdr declaring `size`, then the stream, padded
+    to whole symbol entries (pyelftools checks a .symtab's stored size against its entry
+    size, compressed or not)."""
+    import struct
+
+    data = struct.pack("<IIQQ", ch_type, 0, size, 8) + stream
+    return data + b"\0" * (-len(data) % 24)
+
+
+def zlib_of_zeros(n: int) -> bytes:
+    """A zlib stream inflating to n zero bytes (n a multiple of 1 MiB), made in milliseconds:
+    after a full flush each 1 MiB block compresses to the same bytes, so it is repeated."""
+    import struct
+    import zlib
+
+    mib = 1 << 20
+    assert n % mib == 0 and n >= 2 * mib
+    c = zlib.compressobj(9)
+    zero = b"\0" * mib
+    head = c.compress(zero) + c.flush(zlib.Z_FULL_FLUSH)
+    block = c.compress(zero) + c.flush(zlib.Z_FULL_FLUSH)
+    adler = 1
+    for _ in range(n // mib):
+        adler = zlib.adler32(zero, adler)
+    # the last block: empty, final, fixed Huffman ("\x03\x00"), then the Adler-32 trailer
+    return head + block * (n // mib - 1) + b"\x03\x00" + struct.pack(">I", adler)
+
+
+def symtab_with(name: bytes, value: int, size: int) -> tuple[bytes, bytes]:
+    """(.symtab, .strtab) bytes with one global function."""
+    import struct
+
+    strtab = b"\0" + name + b"\0"
+    sym = b"\0" * 24 + struct.pack("<IBBHQQ", 1, 0x12, 0, 1, value, size)
+    return sym, strtab
