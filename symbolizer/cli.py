@@ -10,11 +10,10 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from recording.argparse_util import ArgumentParser
 from recording.cli import is_terminal, run
-from recording.errors import OutputError, ProfilerError, RecordingFormatError, UsageError
+from recording.errors import ProfilerError, RecordingFormatError, UsageError
 from recording.reader import iter_batches
 from recording.timeparse import parse_duration
 from symbolizer.engine import STREAM_FORGET_AFTER_NS, Engine
@@ -27,6 +26,7 @@ from symbolizer.options import (
     debuginfod_urls_from_env,
     default_cache_dir,
 )
+from symbolizer.output import Output
 from symbolizer.resolve import load_lines_fn
 from symbolizer.sinks import SinkOptions, get_sink
 from symbolizer.windows import WindowGrouper, WindowPlan
@@ -164,17 +164,6 @@ class Progress:
             sys.stderr.write("\r\x1b[K")
 
 
-def _open_out(path: str) -> tuple[BinaryIO, bool]:
-    if path == "-":
-        return sys.stdout.buffer, False
-    if os.path.isdir(path):
-        raise OutputError(f"--out {path} is a directory; give a file name")
-    try:
-        return open(path, "wb"), True
-    except OSError as exc:
-        raise OutputError(f"cannot write --out {path}: {exc.strerror}") from None
-
-
 def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> int:
     """The command. `discovery`: one made by the caller (e.g. with an explicit API client
     configuration) instead of the one --kubernetes-node / --only-services describe."""
@@ -196,8 +185,11 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
         discovery = discovery_from_args(a)
     engine = Engine(options, lines_fn, labeler=discovery.labels_for,
                     forget_after_ns=STREAM_FORGET_AFTER_NS if stream else None)
-    out, close_out = _open_out(a.out)
-    sink = sink_cls(out, SinkOptions(stream=stream, lines=options.lines))
+    if stream and sys.stdin is None:  # started with fd 0 closed (`<&-`)
+        raise UsageError("stdin is closed: nothing to read; pipe `ebpf-record --out -` in "
+                         "or give a recording file")
+    output = Output(a.out, a.recording)  # --out FILE is replaced only at the end
+    sink = sink_cls(output.stream, SinkOptions(stream=stream, lines=options.lines))
     progress = Progress()
     grouper: WindowGrouper | None = None
     written = 0
@@ -229,6 +221,10 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
         if grouper is not None:
             write(grouper.finish())
         sink.close()
+        if written == 0 and engine.windows_closed == 0:
+            raise ProfilerError(f"{a.recording} holds no samples or windows: nothing to "
+                                "symbolize (was the recorder stopped before its first drain?)")
+        output.commit()
     except RecordingFormatError:
         if stopping is not None and stopping.forced:
             raise KeyboardInterrupt from None  # the read was cut short on purpose
@@ -237,14 +233,10 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
         if stopping is not None:
             stopping.restore()
         progress.done()
-        if close_out:
-            out.close()
+        output.discard()  # after a failure: --out FILE stays as it was (no-op once committed)
     sys.stderr.write(engine.report.render(engine.total_samples))
     if engine.dropped_samples:
         sys.stderr.write(_dropped_line(engine, discovery))
-    if written == 0 and engine.windows_closed == 0:
-        raise ProfilerError(f"{a.recording} holds no samples or windows: nothing to symbolize "
-                            "(was the recorder stopped before its first drain?)")
     return 0
 
 
