@@ -7,6 +7,7 @@ cache directory, and the object is treated as having no build ID, with the reaso
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,49 @@ def test_report_escapes_control_characters_of_recorded_paths(lib, tmp_path, caps
     assert rc == 0
     assert "/tmp/\\x1b]0;owned\\x07\\x1b[2Jx" in err
     assert "\x1b" not in err and "\x07" not in err
+
+
+def sysroot_run(lib: Path, tmp_path: Path, recorded: str, capsys) -> tuple[int, str, str]:
+    rec = crafted_recording(tmp_path / "r.parquet", path=recorded, build_id=None,
+                            elf_addr=nm_address(lib, "lib_beta") + 4, layout_of=lib)
+    rc = run("ebpf-symbolize", symbolize_main, [str(rec), "--sysroot", str(tmp_path / "root"),
+                                                "--cache-dir", str(tmp_path / "c")])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+@pytest.fixture
+def outside(lib, tmp_path) -> Path:
+    """A readable ELF with symbols outside the sysroot: what an escape would read."""
+    (tmp_path / "root/usr/lib").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    target = tmp_path / "outside/lib.so"
+    target.write_bytes(lib.read_bytes())
+    return target
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute-symlink", "relative-symlink"])
+def test_sysroot_confines_every_lookup(lib, tmp_path, outside, capsys, how):
+    root = tmp_path / "root"
+    if how == "dotdot":
+        recorded = "/../outside/lib.so"  # the old code joined it: root/../outside/lib.so
+    else:
+        recorded = "/usr/lib/libx.so"
+        link = str(outside) if how == "absolute-symlink" else "../../" * 12 + str(outside)
+        os.symlink(link, root / "usr/lib/libx.so")
+    rc, out, err = sysroot_run(lib, tmp_path, recorded, capsys)
+    assert rc == 0
+    assert "lib_beta" not in out  # nothing outside the root was read
+    if how == "dotdot":
+        assert "recorded path refused (has . or .. components)" in err
+    else:
+        # inside the root, the link means root/<its target>, which does not exist
+        assert f"object missing: {root.resolve()}{outside} not found" in err
+
+
+def test_sysroot_symlinks_resolve_inside_it(lib, tmp_path, outside, capsys):
+    root = tmp_path / "root"
+    (root / "usr/lib/libfixture.so").write_bytes(lib.read_bytes())
+    os.symlink("/usr/lib", root / "lib")  # merged /usr, as container images have it
+    rc, out, _ = sysroot_run(lib, tmp_path, "/lib/libfixture.so", capsys)
+    assert rc == 0 and "victim;lib_beta 7" in out
