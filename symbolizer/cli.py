@@ -82,14 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recording", help="recording file (Parquet or Arrow stream), or - for stdin")
     p.add_argument("--format", default="folded",
                    help="output format: folded (default), pprof, speedscope, html, parquet")
-    p.add_argument("--out", default="-", help="output file (default: stdout)")
+    p.add_argument("--out", default="-", help="output file (default: stdout); replaced "
+                                              "only once the run completes")
     p.add_argument("--debug-dir", action="append", dest="debug_dirs", metavar="DIR",
                    help="directory with a .build-id/xx/rest.debug tree (repeatable; default "
                         "/usr/lib/debug)")
     p.add_argument("--sysroot", help="look recorded paths up under this root (an unpacked "
                                      "container image or a copy of another machine's files)")
     p.add_argument("--debuginfod-url", action="append", dest="debuginfod_urls", metavar="URL",
-                   help="debuginfod server (repeatable; default: $DEBUGINFOD_URLS)")
+                   help="debuginfod server (repeatable; default: $DEBUGINFOD_URLS); each "
+                        "download is limited to $DEBUGINFOD_MAXTIME seconds (120) and "
+                        "$DEBUGINFOD_MAXSIZE bytes (4 GiB)")
     p.add_argument("--cache-dir", default=None,
                    help="symbol cache directory (default $XDG_CACHE_HOME/ebpf-profiler)")
     p.add_argument("--symbol-cache-size", type=int, default=None,
