@@ -30,6 +30,7 @@ from symbolizer.report import Unresolved, UnresolvedReport
 from symbolizer.resolve import UNKNOWN, LinesFn, Resolver
 
 DEFAULT_SAMPLE_RATE = 100
+MAX_SAMPLE_RATE = 1_000_000  # 10x the kernel's default perf_event_max_sample_rate
 # (cgroup, container_id) of a process -> its labels, or None to drop it
 Labeler = Callable[[str | None, str | None], dict[str, str] | None]
 LabelKey = tuple[tuple[str, str], ...]
@@ -124,10 +125,12 @@ class Engine:
 
     @property
     def sample_rate(self) -> int:
+        # a recorded string: "inf", "nan", "-5" or "abc" fall back to the default rate
         try:
-            return int(float(self.meta.get("sample_rate_hz", DEFAULT_SAMPLE_RATE)))
+            rate = float(self.meta.get("sample_rate_hz", DEFAULT_SAMPLE_RATE))
         except ValueError:
             return DEFAULT_SAMPLE_RATE
+        return int(rate) if 1 <= rate <= MAX_SAMPLE_RATE else DEFAULT_SAMPLE_RATE
 
     # --- input ---------------------------------------------------------------------------
     # Rows are read column by column (to_pylist of the few columns a record type uses), not

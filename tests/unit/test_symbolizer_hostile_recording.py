@@ -193,3 +193,38 @@ def test_sysroot_symlinks_resolve_inside_it(lib, tmp_path, outside, capsys):
     os.symlink("/usr/lib", root / "lib")  # merged /usr, as container images have it
     rc, out, _ = sysroot_run(lib, tmp_path, "/lib/libfixture.so", capsys)
     assert rc == 0 and "victim;lib_beta 7" in out
+
+
+def test_columns_of_the_wrong_type_are_one_line(tmp_path, capsys):
+    # the version key alone is no proof: the old reader took this and crashed in the engine
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recording.schema import SCHEMA_VERSION_KEY
+
+    bad = tmp_path / "typed.parquet"
+    table = pa.table({"record": ["process", "window"], "pid": ["x", "y"]})
+    pq.write_table(table.replace_schema_metadata({SCHEMA_VERSION_KEY: b"1"}), bad)
+    rc = run("ebpf-symbolize", symbolize_main, [str(bad), "--cache-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 3
+    assert err == (f"ebpf-symbolize: error: {bad}: column 'time_ns' is missing, not int64: "
+                   "not a recording ebpf-record wrote\n")
+
+
+@pytest.mark.parametrize("rate", ["inf", "nan", "-100", "0", "1e300"])
+def test_absurd_recorded_sample_rate_falls_back(lib, tmp_path, capsys, rate):
+    import pyarrow.parquet as pq
+
+    from recording.schema import SCHEMA, rows_to_batch
+
+    rec = evil_recording(tmp_path, lib, "ab" * 20)
+    rows = pq.read_table(rec).to_pylist()
+    for r in rows:
+        if r["record"] == "meta" and r["key"] == "sample_rate_hz":
+            r["value"] = rate
+    pq.write_table(SCHEMA.empty_table().from_batches([rows_to_batch(rows)], schema=SCHEMA),
+                   rec)
+    rc = run("ebpf-symbolize", symbolize_main, [str(rec), "--cache-dir", str(tmp_path / "c")])
+    out = capsys.readouterr().out
+    assert rc == 0 and '"sample_rate": 100,' in out
