@@ -50,7 +50,8 @@ def open_regular(path: str, *, follow_symlinks: bool = True) -> BinaryIO:
     """Open `path` for reading if it is a regular file; raise OSError (UntrustedFileError
     when it is something else) without blocking.
 
-    A stat() first keeps devices from being opened at all; O_NONBLOCK keeps open() of a FIFO
+    A stat() first keeps devices from being opened (but for a swap racing it, which the
+    fstat below still refuses, with nothing read); O_NONBLOCK keeps open() of a FIFO
     swapped in after that stat from waiting for a writer (Linux open(2): with O_NONBLOCK a
     read-only open of a FIFO returns at once), and fstat() of what was opened is the check
     that counts. O_NOCTTY: a terminal swapped in never becomes our controlling terminal.
