@@ -37,6 +37,17 @@ def check_schema(schema: pa.Schema, source: str) -> None:
             f"{source} uses recording schema version {version}, this tool reads up to "
             f"{SCHEMA_VERSION}; upgrade ebpf-profiler to symbolize it"
         )
+    # A recording may come from anywhere: readers rely on each column's type, so a file that
+    # claims the version but not its columns is refused here, not deep in a reader.
+    from recording.schema import SCHEMA
+
+    for field in SCHEMA:
+        i = schema.get_field_index(field.name)
+        if i < 0 or not schema.field(i).type.equals(field.type):
+            got = "missing" if i < 0 else f"of type {schema.field(i).type}"
+            raise RecordingFormatError(
+                f"{source}: column {field.name!r} is {got}, not {field.type}: not a recording "
+                "ebpf-record wrote")
 
 
 def iter_batches(source: str, stdin: BinaryIO | None = None) -> Iterator[pa.RecordBatch]:

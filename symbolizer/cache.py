@@ -18,6 +18,9 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 
+from recording.buildid import is_build_id
+from recording.private import make_private_dirs
+from recording.untrusted import open_regular
 from symbolizer.sources import ObjectSymbols
 from symbolizer.symtab import CacheFormatError, SymbolTable
 
@@ -37,6 +40,8 @@ class SymbolCache:
         if hit is not None:
             self._mem.move_to_end(key)
             return hit
+        if not is_build_id(build_id):
+            build_id = None  # never a file name made of a string that is not a build ID
         cached = self._load(build_id) if build_id else None
         if cached is not None and cached.full:
             self.disk_hits += 1
@@ -57,7 +62,7 @@ class SymbolCache:
         return result
 
     def _paths(self, build_id: str) -> tuple[str, str]:
-        assert self.dir is not None
+        assert self.dir is not None and is_build_id(build_id)
         base = os.path.join(self.dir, build_id[:2], build_id[2:])
         return base + ".sym", base + ".json"
 
@@ -66,9 +71,10 @@ class SymbolCache:
             return None
         sym, meta = self._paths(build_id)
         try:
-            with open(meta) as f:
+            # --cache-dir may be a shared directory: only regular files, no symlink followed
+            with open_regular(meta, follow_symlinks=False) as f:
                 info = json.load(f)
-            with open(sym, "rb") as f:
+            with open_regular(sym, follow_symlinks=False) as f:
                 table = SymbolTable.from_bytes(f.read())
             dwarf = info.get("dwarf_path")
             link = info.get("debuglink")
@@ -84,7 +90,8 @@ class SymbolCache:
             return
         sym, meta = self._paths(build_id)
         try:
-            os.makedirs(os.path.dirname(sym), exist_ok=True)
+            make_private_dirs(self.dir)  # 0700: symbols of root-only binaries live here
+            make_private_dirs(os.path.dirname(sym))
             _atomic_write(sym, syms.table.to_bytes())
             _atomic_write(meta, json.dumps({"source": syms.source, "full": syms.full,
                                             "dwarf_path": syms.dwarf_path,
@@ -100,6 +107,7 @@ class SymbolCache:
 
 
 def _atomic_write(path: str, data: bytes) -> None:
+    # mkstemp: O_EXCL, an unpredictable name, mode 0600; the rename keeps the mode
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:

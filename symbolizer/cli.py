@@ -10,11 +10,10 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from recording.argparse_util import ArgumentParser
 from recording.cli import is_terminal, run
-from recording.errors import OutputError, ProfilerError, RecordingFormatError, UsageError
+from recording.errors import ProfilerError, RecordingFormatError, UsageError
 from recording.reader import iter_batches
 from recording.timeparse import parse_duration
 from symbolizer.engine import STREAM_FORGET_AFTER_NS, Engine
@@ -23,9 +22,11 @@ from symbolizer.options import (
     DEFAULT_DEBUG_DIRS,
     DEFAULT_SYMBOL_CACHE_SIZE,
     SymbolizeOptions,
+    debuginfod_limits_from_env,
     debuginfod_urls_from_env,
     default_cache_dir,
 )
+from symbolizer.output import Output
 from symbolizer.resolve import load_lines_fn
 from symbolizer.sinks import SinkOptions, get_sink
 from symbolizer.windows import WindowGrouper, WindowPlan
@@ -81,14 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recording", help="recording file (Parquet or Arrow stream), or - for stdin")
     p.add_argument("--format", default="folded",
                    help="output format: folded (default), pprof, speedscope, html, parquet")
-    p.add_argument("--out", default="-", help="output file (default: stdout)")
+    p.add_argument("--out", default="-", help="output file (default: stdout); replaced "
+                                              "only once the run completes")
     p.add_argument("--debug-dir", action="append", dest="debug_dirs", metavar="DIR",
                    help="directory with a .build-id/xx/rest.debug tree (repeatable; default "
                         "/usr/lib/debug)")
     p.add_argument("--sysroot", help="look recorded paths up under this root (an unpacked "
                                      "container image or a copy of another machine's files)")
     p.add_argument("--debuginfod-url", action="append", dest="debuginfod_urls", metavar="URL",
-                   help="debuginfod server (repeatable; default: $DEBUGINFOD_URLS)")
+                   help="debuginfod server (repeatable; default: $DEBUGINFOD_URLS); each "
+                        "download is limited to $DEBUGINFOD_MAXTIME seconds (120) and "
+                        "$DEBUGINFOD_MAXSIZE bytes (4 GiB)")
     p.add_argument("--cache-dir", default=None,
                    help="symbol cache directory (default $XDG_CACHE_HOME/ebpf-profiler)")
     p.add_argument("--symbol-cache-size", type=int, default=None,
@@ -124,6 +128,11 @@ def options_from_args(a: argparse.Namespace) -> SymbolizeOptions:
             raise UsageError(f"PYROSCOPE_SYMBOL_CACHE_SIZE={env!r} is not a number") from None
     if size < 1:
         raise UsageError("--symbol-cache-size must be at least 1")
+    try:
+        limits = debuginfod_limits_from_env()
+    except ValueError as exc:
+        raise UsageError(f"{exc}; unset it or give seconds (MAXTIME) or bytes (MAXSIZE)"
+                         ) from None
     return SymbolizeOptions(
         debug_dirs=tuple(a.debug_dirs) if a.debug_dirs else DEFAULT_DEBUG_DIRS,
         sysroot=a.sysroot,
@@ -132,6 +141,7 @@ def options_from_args(a: argparse.Namespace) -> SymbolizeOptions:
         cache_dir=a.cache_dir or default_cache_dir(),
         symbol_cache_size=size,
         lines=a.lines,
+        **limits,  # type: ignore[arg-type]
     )
 
 
@@ -157,17 +167,6 @@ class Progress:
             sys.stderr.write("\r\x1b[K")
 
 
-def _open_out(path: str) -> tuple[BinaryIO, bool]:
-    if path == "-":
-        return sys.stdout.buffer, False
-    if os.path.isdir(path):
-        raise OutputError(f"--out {path} is a directory; give a file name")
-    try:
-        return open(path, "wb"), True
-    except OSError as exc:
-        raise OutputError(f"cannot write --out {path}: {exc.strerror}") from None
-
-
 def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> int:
     """The command. `discovery`: one made by the caller (e.g. with an explicit API client
     configuration) instead of the one --kubernetes-node / --only-services describe."""
@@ -189,8 +188,11 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
         discovery = discovery_from_args(a)
     engine = Engine(options, lines_fn, labeler=discovery.labels_for,
                     forget_after_ns=STREAM_FORGET_AFTER_NS if stream else None)
-    out, close_out = _open_out(a.out)
-    sink = sink_cls(out, SinkOptions(stream=stream, lines=options.lines))
+    if stream and sys.stdin is None:  # started with fd 0 closed (`<&-`)
+        raise UsageError("stdin is closed: nothing to read; pipe `ebpf-record --out -` in "
+                         "or give a recording file")
+    output = Output(a.out, a.recording)  # --out FILE is replaced only at the end
+    sink = sink_cls(output.stream, SinkOptions(stream=stream, lines=options.lines))
     progress = Progress()
     grouper: WindowGrouper | None = None
     written = 0
@@ -222,6 +224,10 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
         if grouper is not None:
             write(grouper.finish())
         sink.close()
+        if written == 0 and engine.windows_closed == 0:
+            raise ProfilerError(f"{a.recording} holds no samples or windows: nothing to "
+                                "symbolize (was the recorder stopped before its first drain?)")
+        output.commit()
     except RecordingFormatError:
         if stopping is not None and stopping.forced:
             raise KeyboardInterrupt from None  # the read was cut short on purpose
@@ -230,14 +236,10 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
         if stopping is not None:
             stopping.restore()
         progress.done()
-        if close_out:
-            out.close()
+        output.discard()  # after a failure: --out FILE stays as it was (no-op once committed)
     sys.stderr.write(engine.report.render(engine.total_samples))
     if engine.dropped_samples:
         sys.stderr.write(_dropped_line(engine, discovery))
-    if written == 0 and engine.windows_closed == 0:
-        raise ProfilerError(f"{a.recording} holds no samples or windows: nothing to symbolize "
-                            "(was the recorder stopped before its first drain?)")
     return 0
 
 

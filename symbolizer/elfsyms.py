@@ -9,20 +9,18 @@ Hostile files (bad offsets, truncated sections, absurd counts) raise ElfReadErro
 from __future__ import annotations
 
 import io
-import lzma
 import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from recording.elf import LoadSegment, read_elf_info
+from symbolizer.inflate import SHF_COMPRESSED, InflateError, inflate_section, inflate_xz
 from symbolizer.symtab import SymbolEntry, SymbolTable
 
 STT_FUNC = 2
 STT_GNU_IFUNC = 10
 SHN_UNDEF = 0
 SHT_NOBITS = "SHT_NOBITS"
-# A MiniDebugInfo image is a small ELF; refuse to inflate beyond this (a zip-bomb guard).
-MAX_DEBUGDATA = 512 << 20
 _BIND_RANK = {1: 2, 2: 1, 0: 0}  # GLOBAL over WEAK over LOCAL when aliases share an address
 
 
@@ -76,6 +74,14 @@ def _read(f: BinaryIO, size: int, build_id: str | None,
             return b""
         if sec["sh_offset"] + sec["sh_size"] > size:
             raise ElfReadError(f"section {sec.name} runs past the end of the file")
+        if sec["sh_flags"] & SHF_COMPRESSED:
+            # inflated here, bounded, not by pyelftools (which trusts the declared size)
+            f.seek(sec["sh_offset"])
+            try:
+                return inflate_section(f.read(sec["sh_size"]), elf.elfclass == 64,
+                                       elf.little_endian, sec.name)
+            except InflateError as exc:
+                raise ElfReadError(str(exc)) from None
         return sec.data()
 
     tables = {}
@@ -133,12 +139,8 @@ def _entries(data: bytes, strtab: bytes, is64: bool, little: bool):
 
 def inflate_debugdata(compressed: bytes) -> bytes:
     """Decompress MiniDebugInfo (.gnu_debugdata is an xz stream holding an ELF, as Fedora's
-    find-debuginfo makes it), bounded in size."""
-    d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    find-debuginfo makes it), bounded in size and decoder memory."""
     try:
-        out = d.decompress(compressed, max_length=MAX_DEBUGDATA)
-    except lzma.LZMAError as exc:
-        raise ElfReadError(f"corrupt .gnu_debugdata: {exc}") from None
-    if not d.eof:
-        raise ElfReadError(".gnu_debugdata is truncated or larger than the limit")
-    return out
+        return inflate_xz(compressed, ".gnu_debugdata")
+    except InflateError as exc:
+        raise ElfReadError(str(exc)) from None

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from recording.buildid import checked_build_id
 from symbolizer.model import Frame, FrameKind, Profile
 from symbolizer.normalize import Mapping, MappingIndex, ObjectInfo, Snapshot, loads_from_phdrs
 from symbolizer.options import SymbolizeOptions
@@ -29,6 +30,7 @@ from symbolizer.report import Unresolved, UnresolvedReport
 from symbolizer.resolve import UNKNOWN, LinesFn, Resolver
 
 DEFAULT_SAMPLE_RATE = 100
+MAX_SAMPLE_RATE = 1_000_000  # 10x the kernel's default perf_event_max_sample_rate
 # (cgroup, container_id) of a process -> its labels, or None to drop it
 Labeler = Callable[[str | None, str | None], dict[str, str] | None]
 LabelKey = tuple[tuple[str, str], ...]
@@ -127,10 +129,12 @@ class Engine:
 
     @property
     def sample_rate(self) -> int:
+        # a recorded string: "inf", "nan", "-5" or "abc" fall back to the default rate
         try:
-            return int(float(self.meta.get("sample_rate_hz", DEFAULT_SAMPLE_RATE)))
+            rate = float(self.meta.get("sample_rate_hz", DEFAULT_SAMPLE_RATE))
         except ValueError:
             return DEFAULT_SAMPLE_RATE
+        return int(rate) if 1 <= rate <= MAX_SAMPLE_RATE else DEFAULT_SAMPLE_RATE
 
     # --- input ---------------------------------------------------------------------------
     # Rows are read column by column (to_pylist of the few columns a record type uses), not
@@ -164,8 +168,12 @@ class Engine:
                 "object", "object_id", "path", "build_id", "elf_type", "phdrs", "data",
                 "reason"):
             if oid:
+                # A recording may be crafted: a build ID that is not hex would become a path
+                # in the symbol cache and debug trees. Refused here, it is "no build ID".
+                bid, bid_problem = checked_build_id(bid)
                 self.index.add_object(ObjectInfo(sys.intern(oid), path or "", bid, et,
-                                                 loads_from_phdrs(phdrs), data, reason))
+                                                 loads_from_phdrs(phdrs), data, reason,
+                                                 bid_problem))
         for pid, seq, t, cg, cid in b.records(
                 "process", "pid", "maps_seq", "time_ns", "cgroup", "container_id"):
             if pid is not None:

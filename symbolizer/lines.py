@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 import os
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from elftools.dwarf.compileunit import CompileUnit
@@ -31,6 +31,9 @@ from elftools.dwarf.die import DIE
 from elftools.dwarf.dwarfinfo import DWARFInfo
 from elftools.dwarf.ranges import BaseAddressEntry, RangeEntry
 from elftools.elf.elffile import ELFFile
+
+from recording.untrusted import open_regular
+from symbolizer.inflate import MAX_FILE, MAX_SECTION, too_large, zlib_inflated_size
 
 LineEntry = tuple[str | None, str | None, int | None, bool]
 
@@ -245,15 +248,47 @@ class _Unit:
         return out
 
 
+def _check_inflated_sizes(elf: ELFFile, stream: IO[bytes]) -> None:
+    """Refuse (InflateError) DWARF that would inflate past the limits before pyelftools
+    inflates it: it trusts an SHF_COMPRESSED section's declared size, which may be anything,
+    and inflates a legacy .zdebug_* section whole whatever it declares."""
+    total = 0
+    for sec in elf.iter_sections():
+        name = sec.name
+        if name.startswith(".debug_") and sec.compressed:
+            size = sec.data_size  # ch_size: pyelftools inflates at most this much
+        elif name.startswith(".zdebug_") and sec["sh_size"] > 12:
+            # past "ZLIB" and the declared size
+            chunks = _read_range(stream, sec["sh_offset"] + 12, sec["sh_size"] - 12)
+            size = zlib_inflated_size(chunks, MAX_SECTION, name)
+        else:
+            continue
+        if size > MAX_SECTION:
+            raise too_large(name, size, MAX_SECTION)
+        total += size
+        if total > MAX_FILE:
+            raise too_large("DWARF", total, MAX_FILE)
+
+
+def _read_range(stream: IO[bytes], offset: int, length: int) -> Iterator[bytes]:
+    stream.seek(offset)
+    while length > 0 and (chunk := stream.read(min(1 << 20, length))):
+        length -= len(chunk)
+        yield chunk
+
+
 class _DwarfIndex:
     """A file's compile units by address; units parsed when an address first needs them."""
 
     def __init__(self, path: str) -> None:
-        self.stream: IO[bytes] = open(path, "rb")  # noqa: SIM115 - kept open for lazy reads
+        # kept open for lazy reads; a regular file only, opened without blocking (a FIFO
+        # swapped in for a recorded binary must not hang --lines)
+        self.stream: IO[bytes] = open_regular(path)
         try:
             elf = ELFFile(self.stream)
             if not elf.has_dwarf_info():
                 raise ValueError("no DWARF")
+            _check_inflated_sizes(elf, self.stream)
             self.dwarf = elf.get_dwarf_info(follow_links=False)
             ranges: list[tuple[int, int, int]] = []
             self.cus: dict[int, CompileUnit] = {}

@@ -39,6 +39,7 @@ class ObjectInfo:
     loads: tuple[LoadSegment, ...]
     data: bytes | None = None  # in-memory objects only (the vDSO image)
     reason: str | None = None
+    build_id_problem: str | None = None  # why the recorded build ID was refused (then None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,14 +207,18 @@ class MappingIndex:
         return Normalized(addr, mapping, obj, offset, elf_addr)
 
 
-def loads_from_phdrs(phdrs: Iterable[dict] | None) -> tuple[LoadSegment, ...]:
+def loads_from_phdrs(phdrs: Iterable[dict | None] | None) -> tuple[LoadSegment, ...]:
+    """The recorded PT_LOAD headers; a header with a null field (a crafted or damaged
+    recording: the recorder writes them all) is left out, never an exception."""
     if not phdrs:
         return ()
-    return tuple(
-        LoadSegment(int(p["offset"]), int(p["vaddr"]), int(p["filesz"]), int(p["memsz"]),
-                    int(p.get("flags") or 0))
-        for p in phdrs
-    )
+    out = []
+    for p in phdrs:
+        if not p or any(p.get(k) is None for k in ("offset", "vaddr", "filesz", "memsz")):
+            continue
+        out.append(LoadSegment(int(p["offset"]), int(p["vaddr"]), int(p["filesz"]),
+                               int(p["memsz"]), int(p.get("flags") or 0)))
+    return tuple(out)
 
 
 def strip_deleted(path: str) -> str:

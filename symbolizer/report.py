@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from recording.untrusted import printable
+
 
 @dataclass(frozen=True)
 class Unresolved:
@@ -62,8 +64,10 @@ class UnresolvedReport:
         lines = [f"ebpf-symbolize: unresolved frames ({total_samples} samples in total):"]
         for u, n in self.samples.most_common(limit):
             bid = f" (build ID {u.build_id})" if u.build_id else ""
-            lines.append(f"  {u.object}{bid}: {n} samples: {u.reason}")
-            lines.append(f"    fix: {fix_for(u)}")
+            # paths and reasons quote recorded strings: escaped, they cannot drive a terminal
+            lines.append(f"  {printable(u.object)}{bid}: {n} samples: "
+                         f"{printable(u.reason, 2000)}")
+            lines.append(f"    fix: {printable(fix_for(u), 2000)}")
         if len(self.samples) > limit:
             lines.append(f"  ... and {len(self.samples) - limit} more")
         return "\n".join(lines) + "\n"

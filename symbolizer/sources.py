@@ -21,6 +21,13 @@ import os
 import zlib
 from dataclasses import dataclass
 
+from recording.buildid import build_id_problem, is_build_id
+from recording.untrusted import (
+    file_size,
+    open_regular,
+    recorded_path_problem,
+    resolve_in_root,
+)
 from symbolizer.debuginfod import DebuginfodClient
 from symbolizer.elfsyms import (
     ElfReadError,
@@ -51,20 +58,20 @@ class ObjectSymbols:
 
 
 def build_id_path(debug_dir: str, build_id: str) -> str:
+    problem = build_id_problem(build_id)
+    if problem:  # never a path out of the tree, whoever calls
+        raise ValueError(f"not a build ID ({problem})")
     return os.path.join(debug_dir, ".build-id", build_id[:2], build_id[2:] + ".debug")
 
 
-def _read_file(path: str) -> ElfSymbols:
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        size = f.tell()
-        f.seek(0)
-        return read_elf_symbols(f, size)
+def _read_file(path: str, follow_symlinks: bool = True) -> ElfSymbols:
+    with open_regular(path, follow_symlinks=follow_symlinks) as f:
+        return read_elf_symbols(f, file_size(f))
 
 
-def _crc32_of(path: str) -> int:
+def _crc32_of(path: str, follow_symlinks: bool) -> int:
     crc = 0
-    with open(path, "rb") as f:
+    with open_regular(path, follow_symlinks=follow_symlinks) as f:
         while chunk := f.read(1 << 20):
             crc = zlib.crc32(chunk, crc)
     return crc
@@ -75,28 +82,43 @@ class SymbolFinder:
         self.options = options
         self.debuginfod = (
             DebuginfodClient(options.debuginfod_urls, options.cache_dir,
-                             options.debuginfod_timeout_s)
+                             options.debuginfod_timeout_s, options.debuginfod_max_time_s,
+                             options.debuginfod_max_size)
             if options.debuginfod_urls else None
         )
 
-    def host_path(self, recorded: str) -> str:
+    def host_path(self, recorded: str) -> tuple[str | None, str | None]:
+        """(where the recorded path is on this host, None), or (None, why it is refused).
+        Under --sysroot the path is resolved inside it as chroot would (`..` and absolute
+        symlinks stay in the root), so its last component is never a symlink either."""
         path = strip_deleted(recorded)
+        problem = recorded_path_problem(path)
+        if problem:
+            return None, f"recorded path refused ({problem})"
         if self.options.sysroot:
-            return os.path.join(self.options.sysroot, path.lstrip("/"))
-        return path
+            try:
+                return resolve_in_root(self.options.sysroot, path), None
+            except OSError as exc:
+                return None, f"{path} under --sysroot: {exc.strerror}"
+        return path, None
 
     def find(self, obj: ObjectInfo, fallback: ObjectSymbols | None = None) -> ObjectSymbols:
         """Best symbols for obj. `fallback` is a partial table from the disk cache: when no
         full source turns up, it is returned instead of parsing the partial sources again."""
         if obj.data is not None:
             return self._in_memory(obj)
-        bid = obj.build_id
+        # The engine refuses bad build IDs as it reads a recording; an ObjectInfo made
+        # elsewhere gets the same check before its build ID names any file.
+        bid = obj.build_id if is_build_id(obj.build_id) else None
         notes: list[str] = []
 
-        def accept(path: str, syms: ElfSymbols | None = None) -> ElfSymbols | None:
-            """syms of path when its build ID matches the recorded one, else None (noted)."""
+        def accept(path: str, follow_symlinks: bool = True) -> ElfSymbols | None:
+            """syms of path when its build ID matches the recorded one, else None (noted).
+            follow_symlinks=False for files in directories the recording names (other users'
+            directories); debug directories are the operator's, and Fedora's .build-id
+            entries are symlinks."""
             try:
-                syms = syms or _read_file(path)
+                syms = _read_file(path, follow_symlinks)
             except FileNotFoundError:
                 return None
             except (OSError, ElfReadError) as exc:
@@ -119,28 +141,34 @@ class SymbolFinder:
                     return full(p, s, "debug file")
 
         # 2. the object itself (known from the cache entry, when it came from the binary)
-        host = self.host_path(obj.path)
+        host, refused = self.host_path(obj.path)
+        if refused:
+            notes.append(refused)
         known = fallback is not None and fallback.binary_read and bid is not None
         binary = None
         debuglink = fallback.debuglink if fallback is not None and known else None
-        if not known:
-            binary = accept(host) if os.path.exists(host) else None
-            if binary is None and not os.path.exists(host):
+        if not known and host is not None:
+            binary = accept(host, False) if os.path.lexists(host) else None
+            if binary is None and not os.path.lexists(host):
                 notes.append(f"object missing: {host} not found")
             if binary is not None and len(binary.symtab):
                 return full(host, binary, "symbols of")
             debuglink = binary.debuglink if binary is not None else None
 
         # 3. .gnu_debuglink
-        if debuglink:
+        if debuglink and host is not None:
             name, crc = debuglink
-            for p in self._debuglink_candidates(obj.path, host, name):
-                if not os.path.exists(p):
+            for p, follow in self._debuglink_candidates(obj.path, host, name):
+                if not os.path.lexists(p):
                     continue
-                if _crc32_of(p) != crc:
-                    notes.append(f"{p}: .gnu_debuglink CRC mismatch")
+                try:
+                    if _crc32_of(p, follow) != crc:
+                        notes.append(f"{p}: .gnu_debuglink CRC mismatch")
+                        continue
+                except OSError as exc:
+                    notes.append(f"{p} unreadable ({exc})")
                     continue
-                if (s := accept(p)) and len(s.symtab):
+                if (s := accept(p, follow)) and len(s.symtab):
                     return full(p, s, "debuglink")
 
         # 4. debuginfod
@@ -155,7 +183,8 @@ class SymbolFinder:
                 notes.append(problem)
 
         no_debug = (f"no debug file for build ID {bid}" if bid
-                    else "no build ID to find a debug file by")
+                    else f"no build ID to find a debug file by ({obj.build_id_problem})"
+                    if obj.build_id_problem else "no build ID to find a debug file by")
         problem = "; ".join([no_debug, *notes])
         if fallback is not None:
             return ObjectSymbols(fallback.table, fallback.source, False,
@@ -176,12 +205,20 @@ class SymbolFinder:
                              problem, binary_read=bid is not None,
                              debuglink=binary.debuglink)
 
-    def _debuglink_candidates(self, recorded: str, host: str, name: str) -> list[str]:
+    def _debuglink_candidates(self, recorded: str, host: str, name: str
+                              ) -> list[tuple[str, bool]]:
+        """(path, follow symlinks) where gdb looks for a .gnu_debuglink file: next to the
+        binary and in its .debug/ (directories the recording names: no symlink followed at
+        the end), then under each debug dir."""
         name = os.path.basename(name)  # a link is a file name; never follow a path out of dirs
-        rec_dir = os.path.dirname(strip_deleted(recorded))
+        if name in ("", ".", "..") or "\0" in name:
+            return []
+        rec_dir = os.path.dirname(strip_deleted(recorded))  # canonical: host_path checked it
         host_dir = os.path.dirname(host)
-        out = [os.path.join(host_dir, name), os.path.join(host_dir, ".debug", name)]
-        out += [os.path.join(d, rec_dir.lstrip("/"), name) for d in self.options.debug_dirs]
+        out = [(os.path.join(host_dir, name), False),
+               (os.path.join(host_dir, ".debug", name), False)]
+        out += [(os.path.join(d, rec_dir.lstrip("/"), name), True)
+                for d in self.options.debug_dirs]
         return out
 
     def _in_memory(self, obj: ObjectInfo) -> ObjectSymbols:

@@ -82,3 +82,29 @@ def test_memory_holds_at_most_capacity_objects(tmp_path):
     for key in "abc":
         cache.get(key, None, lambda fb: ObjectSymbols(SymbolTable.empty(), "x", True))
     assert len(cache._mem) == 2 and "a" not in cache._mem
+
+
+def _modes(root) -> dict[str, str]:
+    return {str(p.relative_to(root)): oct(p.stat().st_mode & 0o777) for p in root.rglob("*")}
+
+
+def test_cache_is_private_whatever_the_umask(tmp_path):
+    # issue 8 #4: symbols of root-only binaries must not be readable by other users
+    old = os.umask(0o022)
+    try:
+        SymbolCache(str(tmp_path / "home/.cache/ebpf-profiler"), 4).get(
+            BID, BID, lambda _f: ObjectSymbols(table(), "debug file x", True))
+    finally:
+        os.umask(old)
+    modes = _modes(tmp_path / "home")
+    files = {p: m for p, m in modes.items() if p.endswith((".sym", ".json"))}
+    assert len(files) == 2 and set(files.values()) == {"0o600"}
+    assert {m for p, m in modes.items() if p not in files} == {"0o700"}, modes
+
+
+def test_existing_open_cache_directory_is_narrowed(tmp_path):
+    (tmp_path / "symbols").mkdir(mode=0o755)
+    (tmp_path / "symbols").chmod(0o755)  # as an older version left it
+    SymbolCache(str(tmp_path), 4).get(BID, BID,
+                                      lambda _f: ObjectSymbols(table(), "debug file x", True))
+    assert oct((tmp_path / "symbols").stat().st_mode & 0o777) == "0o700"

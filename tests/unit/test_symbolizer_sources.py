@@ -188,7 +188,7 @@ def test_warm_partial_table_does_not_parse_the_binary_again(exe, tmp_path, monke
     obj = obj_of(path)
     reads: list[str] = []
     real = sources._read_file
-    monkeypatch.setattr(sources, "_read_file", lambda p: (reads.append(p), real(p))[1])
+    monkeypatch.setattr(sources, "_read_file", lambda p, *a: (reads.append(p), real(p, *a))[1])
 
     first = _resolver_symbols(tmp_path, obj)
     assert not first.full and reads == [str(path)]
