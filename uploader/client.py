@@ -7,13 +7,13 @@ a log line.
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from enum import Enum
 
 import requests
 
+from uploader.credentials import Redactor, basic_auth
 from uploader.options import UploadOptions
 
 USER_AGENT = "ebpf-upload/0.1"
@@ -67,13 +67,7 @@ class IngestClient:
         self.url = opts.server_address + "/ingest"
         self.session = requests.Session()
         self.session.verify = True  # TLS verified, always
-        self._secrets = [s for s in (opts.auth_token, opts.basic_auth_password) if s]
-        self._secrets += [v for _, v in opts.headers if len(v) >= 4]
-
-    def redact(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, "***")
-        return text
+        self.redact = Redactor(opts.secrets)
 
     def _headers(self, req: IngestRequest) -> dict[str, str]:
         h = {"Content-Type": req.content_type, "User-Agent": USER_AGENT}
@@ -82,8 +76,7 @@ class IngestClient:
         if o.auth_token:
             h["Authorization"] = f"Bearer {o.auth_token}"
         elif o.basic_auth_user and o.basic_auth_password:
-            pair = f"{o.basic_auth_user}:{o.basic_auth_password}".encode()
-            h["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+            h["Authorization"] = basic_auth(o.basic_auth_user, o.basic_auth_password)
         if o.tenant_id:
             h["X-Scope-OrgID"] = o.tenant_id
         return h
@@ -96,6 +89,12 @@ class IngestClient:
         except requests.Timeout:
             return Result(Outcome.RETRY, f"no answer from {self.opts.server_address} within "
                           f"{self.opts.request_timeout_s:g}s (--upstream-request-timeout)")
+        except (requests.exceptions.InvalidHeader, UnicodeError):
+            # resolve() refuses such values; options built otherwise still get one line,
+            # classed as configuration (retrying cannot help), without the value
+            return Result(Outcome.AUTH, "a request header cannot be sent (a control or "
+                          "non-latin-1 character in the token, --header or --tenant-id); "
+                          "remove it")
         except requests.exceptions.SSLError as exc:
             return Result(Outcome.AUTH, self.redact(
                 f"TLS verification of {self.opts.server_address} failed ({_root(exc)}); fix "
