@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import Enum
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -38,7 +39,9 @@ class Outcome(Enum):
     OK = "ok"
     RETRY = "retry"  # connection error, timeout, 5xx, 429, 408: try again later
     REJECTED = "rejected"  # 4xx about this request (bad name, parse error, too large)
-    AUTH = "auth"  # 401/403: nothing will get through until the configuration changes
+    # 401/403, a refused redirect, an unsendable header: nothing will get through until the
+    # configuration changes
+    AUTH = "auth"
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,38 @@ _ADVICE = {
 }
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    p = urlsplit(url)
+    port = p.port or {"http": 80, "https": 443}.get(p.scheme)
+    return p.scheme.lower(), (p.hostname or "").lower(), port
+
+
+def same_origin(a: str, b: str) -> bool:
+    """RFC 6454 origin: scheme, host and port (an https -> http downgrade is another one)."""
+    return _origin(a) == _origin(b)
+
+
+class _SameOriginSession(requests.Session):
+    """Follows only 307/308 (they keep the POST and its body; 301/302/303 turn it into a GET)
+    to the same origin. requests drops Authorization on a redirect to another host but sends
+    X-API-Key, X-Scope-OrgID and every other header on, and a redirect from https to plain
+    http would skip the plain-http warning; any other redirect comes back to send() as is."""
+
+    max_redirects = 5
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        target = super().get_redirect_target(resp)
+        if target is None or resp.status_code not in (307, 308) or \
+                not same_origin(resp.url, urljoin(resp.url, target)):
+            return None
+        return target
+
+
 class IngestClient:
     def __init__(self, opts: UploadOptions) -> None:
         self.opts = opts
         self.url = opts.server_address + "/ingest"
-        self.session = requests.Session()
+        self.session = _SameOriginSession()
         self.session.verify = True  # TLS verified, always
         self.redact = Redactor(opts.secrets)
 
@@ -95,6 +125,9 @@ class IngestClient:
             return Result(Outcome.AUTH, "a request header cannot be sent (a control or "
                           "non-latin-1 character in the token, --header or --tenant-id); "
                           "remove it")
+        except requests.TooManyRedirects:
+            return Result(Outcome.AUTH, f"{self.url} redirects in a loop; set "
+                          "--server-address to the server that takes uploads")
         except requests.exceptions.SSLError as exc:
             return Result(Outcome.AUTH, self.redact(
                 f"TLS verification of {self.opts.server_address} failed ({_root(exc)}); fix "
@@ -105,6 +138,8 @@ class IngestClient:
         status = resp.status_code
         if 200 <= status < 300:
             return Result(Outcome.OK, status=status)
+        if 300 <= status < 400:
+            return Result(Outcome.AUTH, self.redact(_redirect_message(resp)), status)
         detail = self.redact(_server_message(resp))
         if status >= 500 or status in (408, 429):
             return Result(Outcome.RETRY, f"server answered {status} {detail}".rstrip(),
@@ -113,6 +148,22 @@ class IngestClient:
         message = f"server answered {status}" + (f" ({detail})" if detail else "")
         kind = Outcome.AUTH if status in (401, 403) else Outcome.REJECTED
         return Result(kind, f"{message}: {advice}", status)
+
+
+def _redirect_message(resp: requests.Response) -> str:
+    location = resp.headers.get("Location")
+    if not location:
+        return (f"server answered {resp.status_code} without a Location; set "
+                "--server-address to the server that takes uploads")
+    target = urljoin(resp.url, location)
+    p = urlsplit(target)
+    shown = f"{p.scheme}://{p.netloc}{p.path}"  # without the query, which may hold a key
+    why = ("another server" if not same_origin(resp.url, target) else
+           "the same server but would turn the upload into a GET")
+    return (f"server answered {resp.status_code} redirecting to {shown} ({why}); "
+            "ebpf-upload follows only 307/308 to the same scheme, host and port, so that "
+            "credentials, X-API-Key and X-Scope-OrgID go nowhere else: set "
+            "--server-address to the server that takes uploads")
 
 
 def _root(exc: BaseException) -> str:
