@@ -1,10 +1,11 @@
-"""Read folded text, with the window headers `ebpf-symbolize` writes.
+r"""Read folded text, with the window headers `ebpf-symbolize` writes.
 
 Convention (docs/recording-format.md, "Folded output with windows"): a line
 `# ebpf-profiler {"from_ns": ..., "until_ns": ..., "sample_rate": ..., "labels": {...}}` opens
 a block of `frame;frame;leaf COUNT` lines; `# ebpf-profiler-window-end` follows the last block
-of each window in a stream. Other `#` lines are comments. Text without headers is one block
-whose window comes from --from/--until.
+of each window in a stream. Other `#` lines are comments; a stack line starting with `\#`
+(or `\\#`...) is an escaped one whose first frame starts with `#`, and loses one `\`. Text
+without headers is one block whose window comes from --from/--until.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 from recording.errors import RecordingFormatError
 from symbolizer.model import Profile
+from symbolizer.sinks.folded import unescape_line
 
 HEADER = "# ebpf-profiler "
 WINDOW_END = "# ebpf-profiler-window-end"
@@ -80,7 +82,9 @@ class FoldedParser:
         elif line.startswith("#") or not line.strip():
             pass
         else:
-            stack, sp, count = line.rpartition(" ")
+            # a stack whose first frame starts with `#` (a process can name itself so) comes
+            # escaped from ebpf-symbolize: symbolizer/sinks/folded.py escape_line
+            stack, sp, count = unescape_line(line).rpartition(" ")
             # Pyroscope splits at the last space and needs an integer count (else 422).
             if not sp or not stack.strip() or not count.isdigit():
                 raise self._fail(f"not a folded line (want 'frame;frame;leaf COUNT'): "
