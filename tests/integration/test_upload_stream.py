@@ -158,3 +158,17 @@ def test_header_values_leave_the_process_title_and_still_reach_the_server(tmp_pa
     (ing,) = rx.ingests
     # moved flags are parsed as flags again: both headers, a value with '=' and ',' intact
     assert ing.headers["x-api-key"] == "hdr-SECRET-2" and ing.headers["x-two"] == "a=b,c"
+
+
+def test_malformed_line_sends_the_open_window_before_the_error(tmp_path):
+    b0 = (int(time.time()) // 10 - 2) * 10
+    with Receiver() as rx:
+        p = start(rx, tmp_path)
+        assert p.stdin is not None and p.stderr is not None
+        p.stdin.write(block(b0 + 1, {"w;main;alpha": 3}))  # its window is still open
+        p.stdin.write(b"w;main;broken \xc2\xb2\n")
+        p.stdin.flush()
+        assert p.wait(timeout=30) == 3
+        err = p.stderr.read().decode()
+        assert "stdin:" in err and "not a folded line" in err and "Traceback" not in err
+        assert rx.stacks() == {"w;main;alpha": 3}, err
