@@ -77,12 +77,28 @@ def _setup_logging(level: str, quiet: bool) -> None:
     log.setLevel(logging.ERROR if quiet else lvl)
 
 
+def _fill_closed_std_fds() -> None:
+    """Put /dev/null on a closed fd 0, 1 or 2 (`ebpf-upload - <&-`): else the next file opened
+    (the spool's lock) takes its number and is read as the input or written as output."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free fd: this one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def _main(argv: list[str]) -> int:
     ns = build_parser().parse_args(argv)
     _setup_logging("info", False)
     opts = resolve(ns, os.environ)
     _setup_logging(opts.log_level, opts.no_logging)
     check_app(opts.application_name)
+    if "-" in opts.inputs and sys.stdin is None:  # Python's sign that fd 0 was closed
+        raise UsageError("stdin is closed; pipe the stream in (ebpf-symbolize - | "
+                         "ebpf-upload -) or give a FILE")
     redact = Redactor(opts.secrets)
     guard = RedactingFilter(redact)
     log.addFilter(guard)
@@ -98,9 +114,10 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and sys.argv[0].endswith("ebpf-upload"):
+        _scrub_argv()
+    _fill_closed_std_fds()  # after the re-exec, which would hide a closed stdin
     if argv is None:
-        if sys.argv[0].endswith("ebpf-upload"):
-            _scrub_argv()
         try:
             argv = _moved_args() + sys.argv[1:]
         except UsageError as exc:

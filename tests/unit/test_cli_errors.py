@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from tests.conftest import tool
+from tests.receiver import Receiver
 
 
 @pytest.mark.parametrize(("command", "args"), [
@@ -45,3 +46,27 @@ def test_abbreviated_flags_are_refused_without_echoing_their_value(command, args
     flag, _, value = abbrev.partition("=")
     assert f"unrecognized arguments: {flag}" in r.stderr
     assert value not in r.stderr
+
+
+@pytest.mark.parametrize("extra", [[], ["--auth-token", "t"]])  # with and without re-exec
+def test_upload_with_stdin_closed_is_one_line(tmp_path, extra):
+    # `ebpf-upload - <&-`: the spool's lock file took fd 0 and epoll refused it (traceback)
+    r = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", tool("ebpf-upload"), "-",
+                        "--spool-dir", str(tmp_path / "spool"), *extra],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if ": error:" in ln]
+    assert "stdin is closed" in line
+
+
+def test_upload_of_a_file_with_stdin_and_stdout_closed_works(tmp_path):
+    folded = tmp_path / "in.folded"
+    folded.write_text("main;work 5\n")
+    with Receiver() as rx:
+        r = subprocess.run(["sh", "-c", 'exec "$0" "$1" --server-address "$2" --spool-dir "$3" '
+                            '--application-name closed <&- >&-', tool("ebpf-upload"),
+                            str(folded), rx.url, str(tmp_path / "spool")],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert rx.stacks() == {"main;work": 5}
