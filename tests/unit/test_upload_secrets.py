@@ -159,3 +159,30 @@ def test_log_filter_redacts_messages_built_from_arguments(caplog):
     finally:
         log.removeFilter(guard)
     assert TOKEN not in caplog.text and "Bearer ***" in caplog.text
+
+
+def test_unsendable_header_is_a_configuration_error_not_cannot_reach():
+    # options built without resolve() (which strips and checks): still one line, no value,
+    # and not retried as if the server were down
+    for o in (UploadOptions(application_name="s", auth_token=TOKEN + "\n"),
+              UploadOptions(application_name="s", headers=(("X-API-Key", HEADER_KEY + "€"),))):
+        with Receiver() as rx:
+            o = UploadOptions(**{**o.__dict__, "server_address": rx.url})
+            (r,) = build_requests(Window(10**18, 10**18 + 10**10, 100, {}, {"c;f": 1}), o)
+            result = IngestClient(o).send(r)
+            assert not rx.seen
+        assert result.outcome is Outcome.AUTH and "cannot reach" not in result.message
+        assert TOKEN not in result.message and HEADER_KEY not in result.message
+
+
+def test_spooled_run_with_a_newline_token_leaves_no_form_of_it_anywhere(tmp_path):
+    with Receiver() as rx:
+        rx.down()  # everything goes to the spool
+        r = upload(rx, tmp_path, env={"PYROSCOPE_AUTH_TOKEN": TOKEN + "\n",
+                                      "PYROSCOPE_BASIC_AUTH_USER": "user",
+                                      "PYROSCOPE_BASIC_AUTH_PASSWORD": PASSWORD + "\n"})
+    assert r.returncode == 6 and spooled(tmp_path)
+    b64 = base64.b64encode(f"user:{PASSWORD}".encode()).decode()
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "spool").rglob("*") if p.is_file())
+    for form in (TOKEN, PASSWORD, b64, repr(TOKEN + "\n")):
+        assert form not in r.stderr and form.encode() not in stored
