@@ -43,6 +43,6 @@ class OutputError(ProfilerError):
 
 
 class DeliveryError(ProfilerError):
-    """A profile could not be delivered (and was not spooled)."""
+    """A profile could not be delivered (it may wait in the spool for the next run)."""
 
     exit_code = 6

@@ -7,13 +7,14 @@ a log line.
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from enum import Enum
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from uploader.credentials import Redactor, basic_auth
 from uploader.options import UploadOptions
 
 USER_AGENT = "ebpf-upload/0.1"
@@ -38,7 +39,9 @@ class Outcome(Enum):
     OK = "ok"
     RETRY = "retry"  # connection error, timeout, 5xx, 429, 408: try again later
     REJECTED = "rejected"  # 4xx about this request (bad name, parse error, too large)
-    AUTH = "auth"  # 401/403: nothing will get through until the configuration changes
+    # 401/403, a refused redirect, an unsendable header: nothing will get through until the
+    # configuration changes
+    AUTH = "auth"
 
 
 @dataclass(frozen=True)
@@ -61,19 +64,40 @@ _ADVICE = {
 }
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    p = urlsplit(url)
+    port = p.port or {"http": 80, "https": 443}.get(p.scheme)
+    return p.scheme.lower(), (p.hostname or "").lower(), port
+
+
+def same_origin(a: str, b: str) -> bool:
+    """RFC 6454 origin: scheme, host and port (an https -> http downgrade is another one)."""
+    return _origin(a) == _origin(b)
+
+
+class _SameOriginSession(requests.Session):
+    """Follows only 307/308 (they keep the POST and its body; 301/302/303 turn it into a GET)
+    to the same origin. requests drops Authorization on a redirect to another host but sends
+    X-API-Key, X-Scope-OrgID and every other header on, and a redirect from https to plain
+    http would skip the plain-http warning; any other redirect comes back to send() as is."""
+
+    max_redirects = 5
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        target = super().get_redirect_target(resp)
+        if target is None or resp.status_code not in (307, 308) or \
+                not same_origin(resp.url, urljoin(resp.url, target)):
+            return None
+        return target
+
+
 class IngestClient:
     def __init__(self, opts: UploadOptions) -> None:
         self.opts = opts
         self.url = opts.server_address + "/ingest"
-        self.session = requests.Session()
+        self.session = _SameOriginSession()
         self.session.verify = True  # TLS verified, always
-        self._secrets = [s for s in (opts.auth_token, opts.basic_auth_password) if s]
-        self._secrets += [v for _, v in opts.headers if len(v) >= 4]
-
-    def redact(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, "***")
-        return text
+        self.redact = Redactor(opts.secrets)
 
     def _headers(self, req: IngestRequest) -> dict[str, str]:
         h = {"Content-Type": req.content_type, "User-Agent": USER_AGENT}
@@ -82,8 +106,7 @@ class IngestClient:
         if o.auth_token:
             h["Authorization"] = f"Bearer {o.auth_token}"
         elif o.basic_auth_user and o.basic_auth_password:
-            pair = f"{o.basic_auth_user}:{o.basic_auth_password}".encode()
-            h["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+            h["Authorization"] = basic_auth(o.basic_auth_user, o.basic_auth_password)
         if o.tenant_id:
             h["X-Scope-OrgID"] = o.tenant_id
         return h
@@ -96,6 +119,15 @@ class IngestClient:
         except requests.Timeout:
             return Result(Outcome.RETRY, f"no answer from {self.opts.server_address} within "
                           f"{self.opts.request_timeout_s:g}s (--upstream-request-timeout)")
+        except (requests.exceptions.InvalidHeader, UnicodeError):
+            # resolve() refuses such values; options built otherwise still get one line,
+            # classed as configuration (retrying cannot help), without the value
+            return Result(Outcome.AUTH, "a request header cannot be sent (a control or "
+                          "non-latin-1 character in the token, --header or --tenant-id); "
+                          "remove it")
+        except requests.TooManyRedirects:
+            return Result(Outcome.AUTH, f"{self.url} redirects in a loop; set "
+                          "--server-address to the server that takes uploads")
         except requests.exceptions.SSLError as exc:
             return Result(Outcome.AUTH, self.redact(
                 f"TLS verification of {self.opts.server_address} failed ({_root(exc)}); fix "
@@ -106,6 +138,8 @@ class IngestClient:
         status = resp.status_code
         if 200 <= status < 300:
             return Result(Outcome.OK, status=status)
+        if 300 <= status < 400:
+            return Result(Outcome.AUTH, self.redact(_redirect_message(resp)), status)
         detail = self.redact(_server_message(resp))
         if status >= 500 or status in (408, 429):
             return Result(Outcome.RETRY, f"server answered {status} {detail}".rstrip(),
@@ -114,6 +148,22 @@ class IngestClient:
         message = f"server answered {status}" + (f" ({detail})" if detail else "")
         kind = Outcome.AUTH if status in (401, 403) else Outcome.REJECTED
         return Result(kind, f"{message}: {advice}", status)
+
+
+def _redirect_message(resp: requests.Response) -> str:
+    location = resp.headers.get("Location")
+    if not location:
+        return (f"server answered {resp.status_code} without a Location; set "
+                "--server-address to the server that takes uploads")
+    target = urljoin(resp.url, location)
+    p = urlsplit(target)
+    shown = f"{p.scheme}://{p.netloc}{p.path}"  # without the query, which may hold a key
+    why = ("another server" if not same_origin(resp.url, target) else
+           "the same server but would turn the upload into a GET")
+    return (f"server answered {resp.status_code} redirecting to {shown} ({why}); "
+            "ebpf-upload follows only 307/308 to the same scheme, host and port, so that "
+            "credentials, X-API-Key and X-Scope-OrgID go nowhere else: set "
+            "--server-address to the server that takes uploads")
 
 
 def _root(exc: BaseException) -> str:

@@ -163,9 +163,15 @@ class StreamUploader:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self.sender.start()
         last: list[Window] = []
+        bad_input: ProfilerError | None = None
         try:
-            why = self._pump()
-            self._handle(self.parser.close())
+            try:
+                why = self._pump()
+                self._handle(self.parser.close())
+            except ProfilerError as exc:
+                # unreadable input ends the run, but what arrived before it is sent (or
+                # spooled) first: the open windows hold samples the recorder counted
+                bad_input, why = exc, "bad input"
             last = self.batcher.pop_all()
             self._close(last)
         finally:
@@ -173,6 +179,11 @@ class StreamUploader:
             self.sender.join()
             for s, h in old.items():
                 signal.signal(s, h)
+        if bad_input is not None:
+            if self.sender.error is not None:
+                log.error("%s", self.sender.error)
+            log.info("input ended by an error; %s", self.session.summary())
+            raise bad_input
         if self.sender.error is not None:
             raise self.sender.error
         if not self.blocks:

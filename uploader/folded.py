@@ -1,10 +1,11 @@
-"""Read folded text, with the window headers `ebpf-symbolize` writes.
+r"""Read folded text, with the window headers `ebpf-symbolize` writes.
 
 Convention (docs/recording-format.md, "Folded output with windows"): a line
 `# ebpf-profiler {"from_ns": ..., "until_ns": ..., "sample_rate": ..., "labels": {...}}` opens
 a block of `frame;frame;leaf COUNT` lines; `# ebpf-profiler-window-end` follows the last block
-of each window in a stream. Other `#` lines are comments. Text without headers is one block
-whose window comes from --from/--until.
+of each window in a stream. Other `#` lines are comments; a stack line starting with `\#`
+(or `\\#`...) is an escaped one whose first frame starts with `#`, and loses one `\`. Text
+without headers is one block whose window comes from --from/--until.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from dataclasses import dataclass, field
 
 from recording.errors import RecordingFormatError
 from symbolizer.model import Profile
+from symbolizer.sinks.folded import unescape_line
 
 HEADER = "# ebpf-profiler "
 WINDOW_END = "# ebpf-profiler-window-end"
+MAX_COUNT = 2**63 - 1  # pprof sample values are int64
+MAX_COUNT_DIGITS = len(str(MAX_COUNT))
 
 
 @dataclass
@@ -80,15 +84,23 @@ class FoldedParser:
         elif line.startswith("#") or not line.strip():
             pass
         else:
-            stack, sp, count = line.rpartition(" ")
+            # a stack whose first frame starts with `#` (a process can name itself so) comes
+            # escaped from ebpf-symbolize: symbolizer/sinks/folded.py escape_line
+            stack, sp, count = unescape_line(line).rpartition(" ")
             # Pyroscope splits at the last space and needs an integer count (else 422).
-            if not sp or not stack.strip() or not count.isdigit():
+            # ASCII digits only: str.isdigit() also takes '²' (int() refuses it) and '٣'
+            # (int() reads 3, Go's strconv.Atoi refuses it).
+            if not sp or not stack.strip() or not (count.isascii() and count.isdigit()):
                 raise self._fail(f"not a folded line (want 'frame;frame;leaf COUNT'): "
                                  f"{line[:80]!r}")
+            n = int(count) if len(count) <= MAX_COUNT_DIGITS else MAX_COUNT + 1
+            if n > MAX_COUNT:
+                raise self._fail(f"count {count[:24]}{'...' if len(count) > 24 else ''} is "
+                                 "more than a profile can hold (2^63-1)")
             if self._block is None:
                 self._block = Block(None, None, None)
             st = self._block.stacks
-            st[stack] = st.get(stack, 0) + int(count)
+            st[stack] = st.get(stack, 0) + n
         return events
 
     def close(self) -> list[Event]:
@@ -103,6 +115,9 @@ class FoldedParser:
             meta = json.loads(text)
             from_ns, until_ns = int(meta["from_ns"]), int(meta["until_ns"])
             rate = meta.get("sample_rate")
+            if rate is not None and (type(rate) is not int or rate <= 0):
+                raise TypeError(f"sample_rate {str(rate)[:20]!r} is not a positive whole "
+                                "number")
             labels = meta.get("labels") or {}
             if not isinstance(labels, dict):
                 raise TypeError("labels is not an object")
@@ -112,7 +127,7 @@ class FoldedParser:
                              ) from None
         if until_ns < from_ns:
             raise self._fail("header has until_ns before from_ns")
-        return Block(from_ns, until_ns, int(rate) if rate else None,
+        return Block(from_ns, until_ns, rate,
                      {str(k): str(v) for k, v in labels.items()})
 
 

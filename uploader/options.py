@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from recording.argparse_util import ArgumentParser
 from recording.errors import UsageError
 from recording.timeparse import parse_duration, parse_instant
+from uploader.credentials import clean_header_name, clean_value, secrets_of
 
 log = logging.getLogger("ebpf-upload")
 
@@ -78,6 +79,12 @@ class UploadOptions:
     @property
     def has_credentials(self) -> bool:
         return bool(self.auth_token or self.basic_auth_password or self.headers)
+
+    @property
+    def secrets(self) -> list[str]:
+        """What must appear in no message (uploader/credentials.py Redactor)."""
+        return secrets_of(self.auth_token, self.basic_auth_user, self.basic_auth_password,
+                          self.headers)
 
 
 # (flag, type, help); dest is the flag in snake case, env twin PYROSCOPE_<DEST upper>
@@ -145,6 +152,9 @@ def _kv(items: Sequence[str], what: str) -> list[tuple[str, str]]:
     for item in items:
         k, eq, v = item.partition("=")
         if not eq or not k.strip():
+            if what == "--header":  # `X-API-Key: KEY` (curl's form) would print the key
+                raise UsageError("--header: an item is not Name=value (value not shown); "
+                                 "write e.g. --header X-API-Key=KEY")
             raise UsageError(f"{what}: {item!r} is not k=v")
         out.append((k.strip(), v))
     return out
@@ -158,6 +168,20 @@ def _merged_kv(flag_vals: list[str] | None, env_val: str | None, what: str
     if flag_vals:
         merged.update(_kv(flag_vals, what))
     return tuple(merged.items())
+
+
+def _headers(flag_vals: list[str] | None, env_val: str | None) -> tuple[tuple[str, str], ...]:
+    """--header items with checked names and cleaned values (they are secrets: X-API-Key)."""
+    out = []
+    for k, v in _merged_kv(flag_vals, env_val, "--header"):
+        name = clean_header_name(k)
+        value = clean_value(v, f"--header {name} (or {env_name('--header')})")
+        out.append((name, value or ""))
+    return tuple(out)
+
+
+def _what(flag: str) -> str:
+    return f"{flag} (or {env_name(flag)})"
 
 
 def resolve(ns: argparse.Namespace, env: Mapping[str, str]) -> UploadOptions:
@@ -211,8 +235,14 @@ def resolve(ns: argparse.Namespace, env: Mapping[str, str]) -> UploadOptions:
             raise UsageError(f"{flag}: must be more than zero")
         return d
 
-    user = pick("--basic-auth-user") or None
-    password = pick("--basic-auth-password") or None
+    # secrets: whitespace around them stripped (a file-based Kubernetes secret ends in "\n")
+    token = clean_value(pick("--auth-token"), _what("--auth-token"))
+    user = clean_value(pick("--basic-auth-user"), _what("--basic-auth-user"), header=False)
+    password = clean_value(pick("--basic-auth-password"), _what("--basic-auth-password"),
+                           header=False)
+    if user and ":" in user:
+        raise UsageError(f"{_what('--basic-auth-user')} contains ':', which basic auth "
+                         "cannot carry in a user name (RFC 7617)")
     if bool(user) != bool(password):
         raise UsageError("basic auth needs both --basic-auth-user and --basic-auth-password "
                          "(or PYROSCOPE_BASIC_AUTH_USER and PYROSCOPE_BASIC_AUTH_PASSWORD)")
@@ -227,11 +257,11 @@ def resolve(ns: argparse.Namespace, env: Mapping[str, str]) -> UploadOptions:
     opts = UploadOptions(
         application_name=app,
         server_address=server,
-        auth_token=pick("--auth-token") or None,
+        auth_token=token,
         basic_auth_user=user,
         basic_auth_password=password,
-        tenant_id=pick("--tenant-id") or None,
-        headers=_merged_kv(ns.header, env.get(env_name("--header")), "--header"),
+        tenant_id=clean_value(pick("--tenant-id"), _what("--tenant-id")),
+        headers=_headers(ns.header, env.get(env_name("--header"))),
         tags=_merged_kv(ns.tag, env.get(env_name("--tag")), "--tag"),
         sample_rate=pick_int("--sample-rate", None),
         spy_name=pick("--spy-name") or "ebpfspy",

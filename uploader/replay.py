@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 
 from recording.cli import is_terminal
-from recording.errors import UsageError
+from recording.errors import DeliveryError, UsageError
 from uploader.folded import Block, parse_lines
 from uploader.limits import MAX_AGE_S, check_age
 from uploader.names import check_labels, merge_labels
@@ -78,5 +78,9 @@ def run_replay(opts: UploadOptions) -> int:
             print(f"\rebpf-upload: {i}/{len(windows)} windows", end="", file=sys.stderr)
     if progress:
         print(file=sys.stderr)
+    if session.deliverer.spooled:
+        # exit 0 means the input was delivered: a script must not take a spooled file as sent
+        raise DeliveryError(f"{session.deliverer.spooled} upload(s) of this input were not "
+                            f"delivered: {session.summary()}")
     log.info("done: %s", session.summary())
     return 0

@@ -10,18 +10,55 @@ continuous profiling) and a warning says how many.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from recording.errors import OutputError
 from uploader.client import IngestRequest
 
 log = logging.getLogger("ebpf-upload")
 SUFFIX = ".req"
+
+
+def _private_dirs(path: Path) -> None:
+    """mkdir -p with every directory it creates 0700 (Path.mkdir(parents=True) makes the
+    parents 0777 & ~umask): the spool holds process names and stacks of the whole host."""
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = path.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another process
+            os.mkdir(d, 0o700)
+
+
+def _check_own_dir(path: Path) -> None:
+    """The queue must be our own directory: requests found in it are sent with our
+    credentials, so one planted by another user (or reached through a symlink) must not be."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"spool directory {path} is a symlink or not a directory; remove "
+                          "it or choose another --spool-dir")
+    if st.st_uid != os.geteuid():
+        raise OutputError(f"spool directory {path} is owned by uid {st.st_uid}, not by this "
+                          "user; choose another --spool-dir")
+    if stat.S_IMODE(st.st_mode) != 0o700:  # left 0755 by an older version
+        os.chmod(path, 0o700)
+
+
+def _private_file(path: Path, flags: int) -> BinaryIO:
+    """Open (creating) a file 0600, never through a symlink; one left wider is tightened."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
+        os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "r+b" if flags & os.O_RDWR else "wb")
 
 
 class Spool:
@@ -31,9 +68,11 @@ class Spool:
         self.max_bytes = max_bytes
         self.dropped = 0
         try:
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            (self.dir / "server").write_text(f"{server} tenant={tenant or '-'}\n")
-            self._lock = open(self.dir / ".lock", "w")  # noqa: SIM115 - held for our lifetime
+            _private_dirs(self.dir)
+            _check_own_dir(self.dir)
+            with _private_file(self.dir / "server", os.O_WRONLY | os.O_TRUNC) as f:
+                f.write(f"{server} tenant={tenant or '-'}\n".encode())
+            self._lock = _private_file(self.dir / ".lock", os.O_RDWR)
         except OSError as exc:
             raise OutputError(f"cannot use spool directory {self.dir}: {exc.strerror}; "
                               "choose another with --spool-dir") from None
@@ -69,8 +108,7 @@ class Spool:
         head = json.dumps({"params": list(req.params), "content_type": req.content_type})
         tmp = path.with_suffix(".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
+            with _private_file(tmp, os.O_WRONLY | os.O_TRUNC) as f:
                 f.write(head.encode() + b"\n" + req.body)
             os.replace(tmp, path)
         except OSError as exc:

@@ -10,6 +10,7 @@ import pytest
 from recording.errors import DeliveryError
 from tests.receiver import Receiver
 from uploader.options import RetryPolicy, UploadOptions
+from uploader.replay import run_replay
 from uploader.session import Session
 from uploader.windows import Window
 
@@ -151,3 +152,24 @@ def test_full_spool_drops_oldest_with_warning(tmp_path, caplog):
         got = [int(i.from_s) for i in rx.ingests]
         assert got == [w.from_ns // S for w in ws[dropped:]]  # newest kept, in order
         assert "dropped from the full spool" in s.summary()
+
+
+def test_replay_that_only_spooled_exits_non_zero_saying_so(tmp_path):
+    folded = tmp_path / "in.folded"
+    folded.write_text("main;work 5\n")
+    with Receiver() as rx:
+        rx.down()
+        opts = options(rx, tmp_path, inputs=(str(folded),))
+        with pytest.raises(DeliveryError) as err:
+            run_replay(opts)
+    msg = str(err.value)
+    assert err.value.exit_code == DeliveryError.exit_code != 0
+    assert "\n" not in msg and "not delivered" in msg and "spool" in msg
+
+
+def test_replay_fully_delivered_exits_zero(tmp_path):
+    folded = tmp_path / "in.folded"
+    folded.write_text("main;work 5\n")
+    with Receiver() as rx:
+        assert run_replay(options(rx, tmp_path, inputs=(str(folded),))) == 0
+        assert rx.stacks() == {"main;work": 5}

@@ -135,3 +135,40 @@ def test_recording_on_stdin_is_refused_with_the_fix(tmp_path):
         p.stdin.close()
         assert p.wait(timeout=30) == 3
         assert "ebpf-symbolize" in p.stderr.read().decode()
+
+
+def test_header_values_leave_the_process_title_and_still_reach_the_server(tmp_path):
+    b0 = (int(time.time()) // 10 - 2) * 10
+    with Receiver(auth_token="tok-SECRET-3") as rx:
+        p = start(rx, tmp_path, "--header", "X-API-Key=hdr-SECRET-2", "--header=X-Two=a=b,c",
+                  "--auth-token=tok-SECRET-3")
+        assert p.stdin is not None
+        try:
+            def title() -> bytes:
+                with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+                    return f.read()
+
+            assert wait_for(lambda: b"--server-address" in title()
+                            and b"SECRET" not in title()), title()
+            assert b"--header" not in title() and b"X-Two" not in title()
+            p.stdin.write(block(b0 + 1, {"w;main;alpha": 3}))
+        finally:
+            p.stdin.close()
+            assert p.wait(timeout=30) == 0
+    (ing,) = rx.ingests
+    # moved flags are parsed as flags again: both headers, a value with '=' and ',' intact
+    assert ing.headers["x-api-key"] == "hdr-SECRET-2" and ing.headers["x-two"] == "a=b,c"
+
+
+def test_malformed_line_sends_the_open_window_before_the_error(tmp_path):
+    b0 = (int(time.time()) // 10 - 2) * 10
+    with Receiver() as rx:
+        p = start(rx, tmp_path)
+        assert p.stdin is not None and p.stderr is not None
+        p.stdin.write(block(b0 + 1, {"w;main;alpha": 3}))  # its window is still open
+        p.stdin.write(b"w;main;broken \xc2\xb2\n")
+        p.stdin.flush()
+        assert p.wait(timeout=30) == 3
+        err = p.stderr.read().decode()
+        assert "stdin:" in err and "not a folded line" in err and "Traceback" not in err
+        assert rx.stacks() == {"w;main;alpha": 3}, err

@@ -137,6 +137,7 @@ class Receiver:
         self.ingests: list[Ingest] = []
         self.log: list[tuple[int, str]] = []  # (status, reason) of every /ingest request
         self.abandoned = 0  # slow requests whose client had gone when we got to them
+        self.seen: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers), all
         self._lock = threading.Lock()
         self._forced: list[tuple[int, str, dict[str, str]]] = []
         self._delays: list[float] = []
@@ -332,7 +333,13 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass  # the client gave up (timeout test)
 
+    def _saw(self) -> None:
+        with self.owner._lock:
+            self.owner.seen.append((self.command, self.path,
+                                    {k.lower(): v for k, v in self.headers.items()}))
+
     def do_POST(self) -> None:
+        self._saw()
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -370,6 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, b"")
 
     def do_GET(self) -> None:
+        self._saw()
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         if url.path == "/render" and query.get("format", "collapsed") == "collapsed":

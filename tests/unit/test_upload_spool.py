@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import stat
 
 import pytest
@@ -66,3 +67,52 @@ def test_files_private_and_unreadable_ones_set_aside(tmp_path):
     path.write_bytes(b"garbage")
     assert s.oldest() is None
     assert (s.dir / "rejected" / path.name).exists()
+
+
+def modes(base) -> dict[str, int]:
+    return {str(p.relative_to(base)): stat.S_IMODE(p.lstat().st_mode)
+            for p in [base, *base.rglob("*")]}
+
+
+def test_every_directory_and_file_of_the_spool_is_private(tmp_path):
+    # GIVEN a spool dir that does not exist yet, under the usual umask 022
+    base = tmp_path / "state" / "ebpf-profiler" / "spool"
+    old = os.umask(0o022)
+    try:
+        s = Spool(base, 10**6, "http://h:4040", None)
+        s.put(req(1))
+        s.put(req(2), rejected=True)
+    finally:
+        os.umask(old)
+    got = modes(tmp_path / "state")
+    dirs = {k: v for k, v in got.items() if (tmp_path / "state" / k).is_dir()}
+    files = {k: v for k, v in got.items() if k not in dirs}
+    assert set(dirs.values()) == {0o700}, got
+    assert set(files.values()) == {0o600}, got
+    assert any(k.endswith(".lock") for k in files) and any(k.endswith("server") for k in files)
+
+
+def test_a_spool_left_0755_by_an_older_version_is_tightened(tmp_path):
+    s = Spool(tmp_path, 10**6, "http://h:4040", None)
+    s.dir.chmod(0o755)
+    (s.dir / "server").chmod(0o644)
+    del s
+    s = Spool(tmp_path, 10**6, "http://h:4040", None)
+    assert stat.S_IMODE(s.dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((s.dir / "server").stat().st_mode) == 0o600
+
+
+def test_spool_queue_that_is_a_symlink_or_foreign_is_refused(tmp_path):
+    s = Spool(tmp_path / "a", 10**6, "http://h:4040", None)
+    key = s.dir.name
+    del s
+    # a symlink where the queue should be (another user pointing us at their directory,
+    # whose planted requests we would send with our credentials)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / key).symlink_to(tmp_path / "a" / key)
+    with pytest.raises(OutputError, match="symlink"):
+        Spool(tmp_path / "b", 10**6, "http://h:4040", None)
+    if os.geteuid() == 0:
+        os.chown(tmp_path / "a" / key, 65534, 65534)
+        with pytest.raises(OutputError, match="owned by uid 65534"):
+            Spool(tmp_path / "a", 10**6, "http://h:4040", None)

@@ -41,6 +41,14 @@ def test_plain_folded_is_one_block_without_window():
     (["# ebpf-profiler {bad json"], "bad ebpf-profiler header"),
     (["# ebpf-profiler {\"from_ns\": 5}"], "bad ebpf-profiler header"),
     (["PAR1\x00\x00"], "pipe it through ebpf-symbolize"),
+    # counts Python's str.isdigit accepts but int() or the Go servers do not
+    (["a;b \u00b2"], "not a folded line"),
+    (["a;b \u0663"], "not a folded line"),
+    (["a;b " + "9" * 5000], "count"),
+    (["a;b 9223372036854775808"], "count"),
+    ([header(1, 2)[:-1] + ', "sample_rate": "abc"}'], "sample_rate"),
+    ([header(1, 2).replace('"sample_rate": 100', '"sample_rate": -5')], "sample_rate"),
+    ([header(1, 2).replace('"sample_rate": 100', '"sample_rate": 1.5')], "sample_rate"),
 ])
 def test_bad_input_names_file_line_and_fix(lines, needle):
     with pytest.raises(RecordingFormatError) as exc:
