@@ -144,11 +144,8 @@ def _fast_decoder(data: bytes, vaddr: int, eh: bool, bases: Bases) -> SectionRes
     return SectionDecoder(data, vaddr, eh=eh, bases=bases).decode()
 
 
-def build_from_fd(fd: int, *, size_limit: int = MAX_CFI_BYTES,
-                  decoder: Decoder = _fast_decoder,
-                  stats: BuildStats | None = None) -> tuple[UnwindTable, ElfInfo] | TableProblem:
-    """Build the table of the regular file open at fd (the caller checked it is one)."""
-    stats = stats if stats is not None else BuildStats()
+def object_info(fd: int) -> ElfInfo | TableProblem:
+    """The ELF headers of the regular file open at fd, if it is an x86-64 object."""
     try:
         size = os.fstat(fd).st_size
         info = read_elf_info(_FdReader(fd), size)
@@ -159,6 +156,14 @@ def build_from_fd(fd: int, *, size_limit: int = MAX_CFI_BYTES,
     if info.machine != EM_X86_64 or not info.is64 or not info.little_endian:
         return TableProblem("not-x86-64", f"ELF machine {info.machine}: the unwinder knows "
                                           "x86-64's registers only")
+    return info
+
+
+def build_table(fd: int, info: ElfInfo, *, size_limit: int = MAX_CFI_BYTES,
+                decoder: Decoder = _fast_decoder,
+                stats: BuildStats | None = None) -> UnwindTable | TableProblem:
+    """Decode the object's CFI sections into its table (info: object_info(fd))."""
+    stats = stats if stats is not None else BuildStats()
     sections: dict[str, tuple[bytes, int]] = {}
     try:
         for name in (".eh_frame", ".debug_frame"):
@@ -189,4 +194,10 @@ def build_from_fd(fd: int, *, size_limit: int = MAX_CFI_BYTES,
     if not fdes:
         return TableProblem("bad-cfi" if stats.bad_entries else "no-eh-frame",
                             stats.first_problem or "no FDE in the CFI sections")
-    return UnwindTable.from_tuples(info.build_id, layout(fdes)), info
+    return UnwindTable.from_tuples(info.build_id, layout(fdes))
+
+
+def build_from_fd(fd: int, **kwargs) -> UnwindTable | TableProblem:
+    """object_info + build_table."""
+    info = object_info(fd)
+    return info if isinstance(info, TableProblem) else build_table(fd, info, **kwargs)

@@ -203,7 +203,7 @@ def read_encoded(data: bytes, pos: int, enc: int, section_vaddr: int,
     return val & U64, pos
 
 
-def _classify_cfa_expression(expr: bytes, signal: bool) -> tuple[int, int, int]:
+def classify_cfa_expression(expr: bytes, signal: bool) -> tuple[int, int, int]:
     """(kind, N, T) of a DW_CFA_def_cfa_expression block."""
     if signal and expr == SIGNAL_EXPR:
         return CFA_EXP_SIGNAL, 0, 0
@@ -341,7 +341,7 @@ def run_program(data: bytes, pos: int, end: int, cie: Cie, state: State, pc: int
                 n, pos = uleb(data, pos)
                 if pos + n > end:
                     raise IndexError
-                cfa_kind, cfa_off, plt_t = _classify_cfa_expression(data[pos:pos + n],
+                cfa_kind, cfa_off, plt_t = classify_cfa_expression(data[pos:pos + n],
                                                                     cie.signal)
                 pos += n
                 continue
@@ -405,7 +405,7 @@ def run_program(data: bytes, pos: int, end: int, cie: Cie, state: State, pc: int
                         raise CfiError("set_loc goes backwards")
                     if pc >= pc_end:
                         break
-                    _push(rows, to_row(pc, (cfa_kind, cfa_reg, cfa_off, plt_t, rbp_kind,
+                    push_row(rows, to_row(pc, (cfa_kind, cfa_reg, cfa_off, plt_t, rbp_kind,
                                             rbp_off, ra_kind, ra_off)), last)
                     last = rows[-1]
                 pc = new_pc
@@ -417,26 +417,28 @@ def run_program(data: bytes, pos: int, end: int, cie: Cie, state: State, pc: int
                 # an opcode of another architecture or a newer DWARF: its operands' size is
                 # unknown, so nothing after it can be decoded
                 if rows is not None and pc < pc_end:
-                    _push(rows, (pc, 0, 0, CFA_UNSUPPORTED, RBP_SAME), last)
+                    push_row(rows, (pc, 0, 0, CFA_UNSUPPORTED, RBP_SAME), last)
                 return ((cfa_kind, cfa_reg, cfa_off, plt_t, rbp_kind, rbp_off, ra_kind,
                          ra_off), op)
             # an advance: the rules so far apply from pc up to pc + delta
             if rows is not None:
                 if pc >= pc_end:
                     break
-                _push(rows, to_row(pc, (cfa_kind, cfa_reg, cfa_off, plt_t, rbp_kind, rbp_off,
+                push_row(rows, to_row(pc, (cfa_kind, cfa_reg, cfa_off, plt_t, rbp_kind, rbp_off,
                                         ra_kind, ra_off)), last)
                 last = rows[-1]
             pc += delta
+        if pos > end:  # the last operand was read from the next entry's bytes
+            raise IndexError
     except (IndexError, struct.error):
         raise CfiError("instructions run past their entry") from None
     state = (cfa_kind, cfa_reg, cfa_off, plt_t, rbp_kind, rbp_off, ra_kind, ra_off)
     if rows is not None and pc < pc_end:
-        _push(rows, to_row(pc, state), last)
+        push_row(rows, to_row(pc, state), last)
     return state, None
 
 
-def _push(rows: list[RowTuple], row: RowTuple, last: RowTuple | None) -> None:
+def push_row(rows: list[RowTuple], row: RowTuple, last: RowTuple | None) -> None:
     """Append keeping the table's invariants: strictly increasing pcs, no equal neighbours."""
     if last is not None and last[0] == row[0]:
         rows.pop()
@@ -474,8 +476,13 @@ class SectionDecoder:
                 continue
             try:
                 id_pos, end, offsize = _entry_header(data, pos)
-                if end > n or id_pos + offsize > end:
-                    raise CfiError(f"entry at {pos:#x} runs past the section")
+            except struct.error:
+                end = n + 1
+            if end > n or id_pos + offsize > end:
+                # the length itself is wrong: nothing after it can be trusted
+                self._bad(result, pos, CfiError("entry runs past the section"))
+                break
+            try:
                 cie_id = (_u64 if offsize == 8 else _u32)(data, id_pos)[0]
                 if self._is_cie(cie_id, offsize):
                     self._cie(pos)
@@ -483,16 +490,16 @@ class SectionDecoder:
                     fde = self._fde(id_pos, end, offsize, cie_id)
                     if fde is not None:
                         result.fdes.append(fde)
-            except (CfiError, IndexError, struct.error) as exc:
-                result.bad_entries += 1
-                if result.first_problem is None:
-                    result.first_problem = f"entry at {pos:#x}: {exc}"
-                if not isinstance(exc, CfiError) or "past the section" in str(exc):
-                    break  # the length itself is wrong: nothing after it can be trusted
-                pos = end
-                continue
+            except (ValueError, IndexError, struct.error) as exc:  # CfiError is a ValueError
+                self._bad(result, pos, exc)
             pos = end
         return result
+
+    @staticmethod
+    def _bad(result: SectionResult, pos: int, exc: Exception) -> None:
+        result.bad_entries += 1
+        if result.first_problem is None:
+            result.first_problem = f"entry at {pos:#x}: {exc or type(exc).__name__}"
 
     def _is_cie(self, cie_id: int, offsize: int) -> bool:
         if self.eh:
@@ -506,8 +513,8 @@ class SectionDecoder:
                 cached = self._parse_cie(off)
             except (IndexError, struct.error):
                 cached = CfiError(f"CIE at {off:#x} runs past its entry")
-            except CfiError as exc:
-                cached = exc
+            except ValueError as exc:
+                cached = exc if isinstance(exc, CfiError) else CfiError(str(exc))
             self._cies[off] = cached
         if isinstance(cached, CfiError):
             raise cached
@@ -523,7 +530,9 @@ class SectionDecoder:
         pos += 1
         if version not in (1, 3, 4):
             raise CfiError(f"CIE version {version}")
-        aug_end = data.index(b"\0", pos, end)
+        aug_end = data.find(b"\0", pos, end)
+        if aug_end < 0:
+            raise CfiError("CIE augmentation string not terminated")
         aug = data[pos:aug_end].decode("latin-1")
         pos = aug_end + 1
         addr_size = 8

@@ -36,8 +36,8 @@ def build(path: str) -> UnwindTable:
         got = build_from_fd(fd)
     finally:
         os.close(fd)
-    assert not hasattr(got, "reason"), got
-    return got[0]
+    assert isinstance(got, UnwindTable), got
+    return got
 
 
 def compare(path: str) -> Counter:
