@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import os
 import struct
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,9 @@ from unwind.cfi import Bases, FdeRows, RowTuple, SectionDecoder, SectionResult
 from unwind.table import CFA_UNDEFINED, RBP_SAME, UnwindTable
 
 EM_X86_64 = 62
+CHDR = struct.Struct("<IIQQ")  # Elf64_Chdr: ch_type, ch_reserved, ch_size, ch_addralign
+ELFCOMPRESS_ZLIB = 1
+ELFCOMPRESS_ZSTD = 2
 # Far above any real object (Chromium's .eh_frame is ~10 MB), low enough that a hostile
 # section size cannot make the recorder read gigabytes.
 MAX_CFI_BYTES = 64 << 20
@@ -128,7 +132,31 @@ def _read_section(fd: int, info: ElfInfo, name: str, size_limit: int,
         return TableProblem("bad-cfi", f"{name} runs past the end of the file")
     stats.cfi_bytes += len(data)
     stats.sections.append(name)
+    if len(data) >= CHDR.size and CHDR.unpack_from(data)[0] in (ELFCOMPRESS_ZLIB,
+                                                                 ELFCOMPRESS_ZSTD):
+        got = _decompress(name, data, size_limit)
+        if isinstance(got, TableProblem):
+            return got
+        data = got
     return data, sec.addr
+
+
+def _decompress(name: str, data: bytes, size_limit: int) -> bytes | TableProblem:
+    """A SHF_COMPRESSED section (gcc -gz, Go): Elf64_Chdr then the compressed bytes. Told
+    apart without the section flags: no CFI entry is 1 or 2 bytes long, so a .debug_frame
+    cannot start with ch_type 1 (zlib) or 2 (zstd) otherwise."""
+    ch_type, _reserved, ch_size, _align = CHDR.unpack_from(data)
+    if ch_type != ELFCOMPRESS_ZLIB:
+        return TableProblem("bad-cfi", f"{name} is zstd-compressed: not supported")
+    if ch_size > size_limit:
+        return TableProblem("too-big", f"{name} inflates to {ch_size} bytes")
+    try:
+        out = zlib.decompressobj().decompress(data[CHDR.size:], ch_size)
+    except zlib.error as exc:
+        return TableProblem("bad-cfi", f"{name}: {exc}")
+    if len(out) != ch_size:
+        return TableProblem("bad-cfi", f"{name} inflates to {len(out)} bytes, not {ch_size}")
+    return out
 
 
 def _bases(info: ElfInfo) -> Bases:

@@ -21,7 +21,16 @@ from readelf_cfi import cies_of, expected_rows, parse
 
 from recording.elf import elf_info_of_path
 from unwind.build import build_from_fd
-from unwind.table import CFA_NAMES, CFA_SIGNAL, CFA_UNDEFINED, RBP_UNDEFINED, UnwindTable
+from unwind.table import (
+    CFA_NAMES,
+    CFA_PLT,
+    CFA_RSP,
+    CFA_SIGNAL,
+    CFA_UNDEFINED,
+    RBP_SAME,
+    RBP_UNDEFINED,
+    UnwindTable,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("readelf") is None, reason="needs GNU readelf")
 
@@ -103,9 +112,11 @@ def test_fixtures_agree_with_readelf(fixture_bins: Path, name):
     compare(str(fixture_bins / name))
 
 
-def test_debug_frame_only_object_agrees_with_readelf(tmp_path: Path):
-    """Code compiled without unwind tables has only .debug_frame; the crt files linked in
-    bring .eh_frame for _start: both sections end up in the table."""
+@pytest.mark.parametrize("link", [[], ["-Wl,--compress-debug-sections=zlib"]])
+def test_debug_frame_only_object_agrees_with_readelf(tmp_path: Path, link):
+    """Code compiled without unwind tables has only .debug_frame (zlib-compressed with
+    --compress-debug-sections); the crt files linked in bring .eh_frame for _start: both
+    sections end up in the table."""
     src = tmp_path / "f.c"
     src.write_text("int g(int x) { return x * 3; }\n"
                    "int f(int x) { int a[64]; for (int i = 0; i < 64; i++) a[i] = g(x + i);"
@@ -113,7 +124,7 @@ def test_debug_frame_only_object_agrees_with_readelf(tmp_path: Path):
                    "int main(int c, char **v) { (void)v; return f(c); }\n")
     out = tmp_path / "dbg"
     subprocess.run(["gcc", "-O0", "-g", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables",
-                    "-o", str(out), str(src)], check=True)
+                    *link, "-o", str(out), str(src)], check=True)
     sections = subprocess.run(["readelf", "-SW", str(out)], capture_output=True, text=True,
                               check=True).stdout
     assert ".debug_frame" in sections
@@ -154,3 +165,30 @@ def _libc_debug_file() -> str | None:
         return None
     p = f"/usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug"
     return p if os.path.exists(p) else None
+
+
+@pytest.mark.parametrize("flags,threshold", [
+    ([], 11),                                            # Debian 12's default lazy PLT
+    (["-fcf-protection=full", "-Wl,-z,ibtplt"], 9),      # IBT PLT: endbr64 + .plt.sec
+])
+def test_plt_sections(tmp_path: Path, flags, threshold):
+    """.plt: binutils' CFA expression with the threshold of its PLT layout; .plt.got and
+    .plt.sec: the CIE's rsp + 8 (their FDEs have no instructions)."""
+    src = tmp_path / "p.c"
+    src.write_text("#include <stdio.h>\nint main(void) { puts(\"x\"); return 0; }\n")
+    out = tmp_path / "p"
+    subprocess.run(["gcc", "-O1", *flags, "-o", str(out), str(src)], check=True)
+    table = build(str(out))
+    compare(str(out))
+    info = elf_info_of_path(str(out))
+    plt = info.section(".plt")
+    assert plt is not None
+    first, lazy = table.lookup(plt.addr), table.lookup(plt.addr + 16)
+    assert (first.cfa_rule, first.cfa_offset) == (CFA_RSP, 16)
+    assert (lazy.cfa_rule, lazy.cfa_offset, lazy.rbp_offset) == (CFA_PLT, 8, threshold)
+    others = [s for s in (info.section(".plt.got"), info.section(".plt.sec")) if s]
+    assert others and (".plt.sec" in {s.name for s in others}) == bool(flags)
+    for sec in others:
+        for pc in range(sec.addr, sec.addr + sec.size):
+            row = table.lookup(pc)
+            assert (row.cfa_rule, row.cfa_offset, row.rbp_rule) == (CFA_RSP, 8, RBP_SAME)

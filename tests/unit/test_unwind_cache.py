@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
@@ -267,6 +269,21 @@ def test_debug_frame_only_object(tmp_path):
     p.write_bytes(elf({".debug_frame": (0, cfi)}))
     got = TableCache(None, use_disk=False).table_for(str(p))
     assert isinstance(got, UnwindTable) and got.lookup(0x1002).cfa_offset == 24
+
+
+def test_zlib_compressed_debug_frame(tmp_path):
+    cfi = eh_frame([Cie(augmentation=""), Fde(0x1000, 0x20, advance(2) + def_cfa_offset(24))],
+                   0, eh=False).data
+    chdr = struct.pack("<IIQQ", 1, 0, len(cfi), 8)  # Elf64_Chdr, ELFCOMPRESS_ZLIB
+    p = tmp_path / "z"
+    p.write_bytes(elf({".debug_frame": (0, chdr + zlib.compress(cfi))}))
+    got = TableCache(None, use_disk=False).table_for(str(p))
+    assert isinstance(got, UnwindTable) and got.lookup(0x1002).cfa_offset == 24
+    # a bomb: claims more than the limit
+    p.write_bytes(elf({".debug_frame": (0, struct.pack("<IIQQ", 1, 0, 1 << 40, 8)
+                                        + zlib.compress(cfi))}))
+    got = TableCache(None, use_disk=False).table_for(str(p))
+    assert isinstance(got, TableProblem) and got.reason == "too-big"
 
 
 def test_garbage_cfi_is_bad_cfi(tmp_path):
