@@ -557,7 +557,7 @@ class SectionDecoder:
         if has_z:
             aug_len, pos = uleb(data, pos)
             aug_data_end = pos + aug_len
-            for ch in aug[1:]:
+            for i, ch in enumerate(aug[1:], 1):
                 if ch == "R":
                     fde_enc = data[pos]
                     pos += 1
@@ -573,8 +573,11 @@ class SectionDecoder:
                     signal = True
                 elif ch == "B":  # AArch64 BTI: no data
                     pass
+                elif "R" in aug[i:]:
+                    # an unknown letter's data has an unknown size: R's byte cannot be found
+                    raise CfiError(f"CIE augmentation {aug!r}")
                 else:
-                    break  # unknown: the rest is skipped by the length
+                    break  # the rest of the data is skipped by its length
             pos = aug_data_end
         if fde_enc != 0 and fde_enc & DW_EH_PE_indirect:
             raise CfiError(f"FDE address encoding {fde_enc:#x} is indirect")

@@ -300,6 +300,13 @@ def test_malformed_entries_are_skipped_not_fatal():
         assert [f.start for f in res.fdes] == [F, F + 0x40], what
 
 
+def test_unknown_augmentation_letters():
+    # after R: skipped by the augmentation length; before R: R's byte cannot be found
+    res = decode([Cie(augmentation="zRX"), Fde(F, 0x10, def_cfa_offset(16)),
+                  Cie(augmentation="zXR"), Fde(F + 0x10, 0x10, cie=2)])
+    assert [f.start for f in res.fdes] == [F] and res.bad_entries == 2
+
+
 def test_bad_cie_pointer_and_unknown_augmentation():
     lay = eh_frame([Cie(), Fde(F, 0x10), Cie(augmentation="eh"), Fde(F + 0x10, 0x10, cie=2)],
                    VADDR)
