@@ -1,7 +1,7 @@
 """The compact unwind table: sorted 16-byte rows, one table per ELF object.
 
-The row layout and the rule numbers are the contract with the BPF unwinder
-(/work/notes/unwind-spec.md, repeated here so the code is the reference):
+The row layout and the rule numbers are the contract with the BPF unwinder (issue 10's
+unwind table spec, repeated here so this file is the reference):
 
     u64 pc          ELF virtual address (the object's p_vaddr/st_value space, as readelf
                     prints it) where the row starts to apply, until the next row's pc
