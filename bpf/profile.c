@@ -144,10 +144,11 @@ struct event_t {
 
 BPF_HASH(counts0, struct key_t, u64, COUNTS_SIZE);
 BPF_HASH(counts1, struct key_t, u64, COUNTS_SIZE);
-// Allocated on demand (not preallocated: 1 KiB per entry); allowed in perf-event programs
-// since Linux 6.1 (bpf_mem_alloc).
-BPF_F_TABLE("hash", u64, struct stack_t, stacks0, STACKS_SIZE, BPF_F_NO_PREALLOC);
-BPF_F_TABLE("hash", u64, struct stack_t, stacks1, STACKS_SIZE, BPF_F_NO_PREALLOC);
+// Preallocated (1 KiB per entry): an on-demand allocation in a perf-event program can fail
+// under a burst (bpf_mem_alloc refills its per-CPU caches asynchronously), preallocated
+// entries cannot. STACKS_SIZE holds every stack of a window (recorder/options.py).
+BPF_HASH(stacks0, u64, struct stack_t, STACKS_SIZE);
+BPF_HASH(stacks1, u64, struct stack_t, STACKS_SIZE);
 BPF_ARRAY(control, u32, 1);
 BPF_PERCPU_ARRAY(scratch, struct state_t, 1);
 // Per-CPU counters, summed by user space: see STAT_* in recorder/bpf_program.py.
@@ -304,6 +305,7 @@ static __always_inline struct row_t *find_row(struct mapping_t *m, u64 addr)
 // Caller's frame from a frame pointer chain: [rbp] = caller's rbp, [rbp+8] = return address.
 static __always_inline int fp_step(struct state_t *st)
 {
+    st->key.user_unwinder |= UNWINDER_FP;  // attempted: counts the stacks that needed it
     if (!st->bp_known || st->bp == 0)
         return STOP_FP_END;
     if (st->bp < st->sp)
@@ -315,7 +317,6 @@ static __always_inline int fp_step(struct state_t *st)
     st->bp = next_bp;
     st->pc = ra;
     st->exact_pc = 0;
-    st->key.user_unwinder |= UNWINDER_FP;
     return STOP_NONE;
 }
 

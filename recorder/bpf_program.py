@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorder.bpfmaps import BatchDrainer
-from recorder.options import RecordOptions
+from recorder.options import RecordOptions, stack_entries_for
 from recording.errors import EnvironmentProblem
 
 BPF_SOURCE = Path(os.environ.get("EBPF_PROFILER_BPF_DIR", Path(__file__).resolve().parent.parent
@@ -94,10 +94,12 @@ class ProfileProgram:
         bcc = import_bcc()
         self._bcc = bcc
         self.dwarf = opts.call_graph == "dwarf"
+        self.stack_entries = opts.stack_storage_size or stack_entries_for(
+            os.cpu_count() or 1, opts.sample_rate, opts.drain_interval)
         self.rows_size = rows_size
         cflags = [
             f"-DCOUNTS_SIZE={opts.counts_size}",
-            f"-DSTACKS_SIZE={opts.stack_storage_size}",
+            f"-DSTACKS_SIZE={self.stack_entries}",
             f"-DFILTER_PIDS={1 if filter_pids else 0}",
             f"-DINCLUDE_IDLE={1 if opts.include_idle else 0}",
             f"-DCALL_GRAPH_DWARF={1 if self.dwarf else 0}",
@@ -171,6 +173,11 @@ class ProfileProgram:
         """Ask for a new event at the tgid's next sample (its maps were unreadable)."""
         with contextlib.suppress(KeyError):
             del self.bpf["seen"][ctypes.c_uint32(tgid)]
+
+    def forget_process(self, tgid: int) -> None:
+        """Drop the tgid's mapping list (it exited, or is forgotten as idle)."""
+        with contextlib.suppress(KeyError):
+            del self._procs[ctypes.c_uint32(tgid)]
 
     # -- unwinder tables -------------------------------------------------------------------
     def write_rows(self, at: int, rows: bytes) -> None:

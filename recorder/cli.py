@@ -35,14 +35,18 @@ def build_parser() -> ArgumentParser:
                    "exits)")
     p.add_argument("--drain-interval", type=parse_duration, default=1.0, metavar="SECONDS",
                    help="seconds per window: how often the kernel maps are read (default 1)")
-    p.add_argument("--stack-storage-size", type=int, default=16384, metavar="N",
-                   help="stack map entries per drain (default 16384); raise if stacks are lost")
+    p.add_argument("--stack-storage-size", type=int, default=None, metavar="N",
+                   help="stack map entries per drain (default: enough for a window, "
+                   "4 x CPUs x rate x interval); raise if stacks are lost")
     p.add_argument("--counts-size", type=int, default=40960, metavar="N",
                    help="unique (process, stack) entries per drain (default 40960)")
     p.add_argument("--call-graph", choices=("dwarf", "fp"), default="dwarf",
                    help="how user stacks are unwound (perf's word): dwarf (default) from "
                    ".eh_frame tables in BPF, frame pointers where an object has none; fp: "
                    "frame pointers only")
+    p.add_argument("--unwind-table-rows", type=int, default=1 << 20, metavar="N",
+                   help="unwind table rows the kernel holds for all objects, 16 bytes each "
+                   "(default 1048576: 16 MiB); objects beyond it are walked by frame pointers")
     p.add_argument("--include-idle", action="store_true", help="keep samples of the idle task")
     p.add_argument("--all-kallsyms", action="store_true",
                    help="store every kernel symbol, not only those frames fall in")
@@ -65,14 +69,16 @@ def parse_options(argv: list[str]) -> RecordOptions:
     if not 1 <= a.sample_rate <= 10000:
         raise UsageError(f"--sample-rate {a.sample_rate} is out of range; use 1..10000 Hz")
     for flag, value in (("--stack-storage-size", a.stack_storage_size),
-                        ("--counts-size", a.counts_size)):
-        if value < 64:
+                        ("--counts-size", a.counts_size),
+                        ("--unwind-table-rows", a.unwind_table_rows)):
+        if value is not None and value < 64:
             raise UsageError(f"{flag} {value} is too small; use at least 64")
     return RecordOptions(
         out=a.out, sample_rate=a.sample_rate, pids=tuple(a.pid), command=command,
         duration=a.duration, drain_interval=a.drain_interval,
         stack_storage_size=a.stack_storage_size, counts_size=a.counts_size,
-        call_graph=a.call_graph, include_idle=a.include_idle, all_kallsyms=a.all_kallsyms,
+        call_graph=a.call_graph, unwind_table_rows=a.unwind_table_rows,
+        include_idle=a.include_idle, all_kallsyms=a.all_kallsyms,
         progress=a.progress, debug_bpf=a.debug_bpf,
     )
 
@@ -97,10 +103,20 @@ def report(s: Summary, opts: RecordOptions) -> None:
               + (" (fp: objects without an unwind table, or processes seen before their "
                  "tables were loaded)" if "fp" in with_stack and opts.call_graph == "dwarf"
                  else ""), file=sys.stderr)
+    if s.unwind:
+        u = s.unwind
+        print(f"{PROG}: unwind tables: {u['objects']:,} objects, {u['rows']:,} rows "
+              f"({u['rows'] * 16 / 2**20:.1f} of {u['rows_capacity'] * 16 / 2**20:.0f} MiB)"
+              + (f"; {u['objects_without_table']:,} objects without a table"
+                 if u["objects_without_table"] else ""), file=sys.stderr)
+        if u["objects_over_capacity"]:
+            print(f"{PROG}: warning: {u['objects_over_capacity']:,} objects did not fit the "
+                  f"unwind table rows and were walked by frame pointers; raise "
+                  f"--unwind-table-rows (now {u['rows_capacity']:,})", file=sys.stderr)
     if s.lost_user_stacks or s.lost_kernel_stacks:
         print(f"{PROG}: warning: {s.lost_user_stacks + s.lost_kernel_stacks:,} stacks lost to "
               f"a full stack map; raise --stack-storage-size (now "
-              f"{opts.stack_storage_size})", file=sys.stderr)
+              f"{s.stack_entries})", file=sys.stderr)
     if s.targets_full:
         print(f"{PROG}: warning: {s.targets_full:,} child processes were not followed: the "
               "target map (65,536 live processes) was full", file=sys.stderr)

@@ -78,6 +78,7 @@ class ObjectRegistry:
         self.proc = proc
         self._ids: dict[tuple[str, int, str], str] = {}
         self._emitted: set[str] = set()
+        self.facts: dict[str, ObjectFacts] = {}  # object_id -> facts (the unwinder's biases)
 
     def __len__(self) -> int:
         return len(self._emitted)
@@ -90,6 +91,7 @@ class ObjectRegistry:
             return known, None
         facts = self._read(pid, m)
         self._ids[key] = facts.object_id
+        self.facts.setdefault(facts.object_id, facts)
         if facts.object_id in self._emitted:
             return facts.object_id, None
         self._emitted.add(facts.object_id)
@@ -99,6 +101,7 @@ class ObjectRegistry:
         if facts.object_id in self._emitted:
             return False
         self._emitted.add(facts.object_id)
+        self.facts.setdefault(facts.object_id, facts)
         return True
 
     def _read(self, pid: int, m: Mapping) -> ObjectFacts:

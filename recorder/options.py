@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def stack_entries_for(cpus: int, sample_rate: int, drain_interval: float) -> int:
+    """Stack map entries that a drain window cannot fill: the map is emptied at every drain
+    and each sample adds at most two stacks (user and kernel), so 2 x CPUs x rate x interval
+    holds a whole window; twice that absorbs a drain that comes late (a slow table build)."""
+    return max(2048, int(4 * cpus * sample_rate * drain_interval))
+
+
 @dataclass(frozen=True)
 class RecordOptions:
     out: str
@@ -19,13 +26,17 @@ class RecordOptions:
     """Stop after this many seconds; None: until Ctrl-C, SIGTERM or the command's exit."""
     drain_interval: float = 1.0
     """Seconds between drains of the in-kernel maps; each drain is one window in the file."""
-    stack_storage_size: int = 16384
-    """Entries per copy of the BPF stack map (bcc profile.py's --stack-storage-size)."""
+    stack_storage_size: int | None = None
+    """Entries per copy of the BPF stack map (bcc profile.py's --stack-storage-size); None:
+    sized so that a window cannot fill it (stack_entries_for)."""
     counts_size: int = 40960
     """Entries per copy of the BPF count map: unique (process, stacks) per drain."""
     call_graph: str = "dwarf"
     """User stacks: "dwarf" unwinds in BPF from .eh_frame tables, with frame pointers where an
     object has none; "fp" uses the kernel's frame-pointer walk only (perf --call-graph)."""
+    unwind_table_rows: int = 1 << 20
+    """Rows of unwind tables the kernel holds for all objects (16 bytes each); objects that
+    do not fit are walked by frame pointers."""
     include_idle: bool = False
     """Keep samples of the idle task (pid 0)."""
     all_kallsyms: bool = False

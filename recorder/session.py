@@ -26,10 +26,12 @@ from recorder.options import RecordOptions
 from recorder.procfs import descendants, is_running
 from recorder.snapshots import ProcessTracker
 from recorder.targets import GatedCommand, Target
+from recorder.unwinder import KernelTables
 from recording.cli import is_terminal
 from recording.errors import EnvironmentProblem
 from recording.schema import SCHEMA_VERSION
 from recording.writer import RecordingWriter, open_writer
+from unwind.cache import TableCache
 
 RECORDER_VERSION = "0.1.0"
 # A process not sampled for this long is forgotten (see ProcessTracker.forget_idle).
@@ -48,6 +50,8 @@ class Summary:
     lost_kernel_stacks: int = 0
     dropped_counts_full: int = 0
     targets_full: int = 0
+    stack_entries: int = 0
+    unwind: dict[str, int] = field(default_factory=dict)  # KernelTables.summary()
     seen_full: int = 0
     # samples per user-stack unwinder ("dwarf", "fp", "dwarf+fp", "kernel-fp"; None: no stack)
     unwinders: Counter[str | None] = field(default_factory=Counter)
@@ -81,10 +85,13 @@ class Recorder:
         self.progress = is_terminal() if opts.progress is None else opts.progress
         self.child: GatedCommand | None = None
         self.pending: set[int] = set()  # read their maps now
-        self.dirty: set[int] = set()  # read their maps at the next drain
+        # read their maps at the next drain; with the BPF unwinder, at once (frames in a
+        # library dlopen'ed since the last snapshot have no table until it is read)
+        self.dirty: set[int] = set()
 
     def _on_event(self, tgid: int, reason: int) -> None:
-        (self.dirty if reason == EV_MMAP else self.pending).add(tgid)
+        batch = reason == EV_MMAP and self.opts.call_graph != "dwarf"
+        (self.dirty if batch else self.pending).add(tgid)
 
     # -- signals -------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
@@ -102,13 +109,18 @@ class Recorder:
         if headers_note:
             summary.notes.append(headers_note)
             print(f"ebpf-record: {headers_note}", file=sys.stderr)
-        program = ProfileProgram(opts, filter_pids=self.target.mode != "system")
+        program = ProfileProgram(opts, filter_pids=self.target.mode != "system",
+                                 rows_size=opts.unwind_table_rows)
+        summary.stack_entries = program.stack_entries
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT,
                                                                        signal.SIGTERM)}
         try:
             ksyms = KernelSymbols.load()
             vdso = read_vdso()
-            tracker = ProcessTracker(ObjectRegistry(), vdso)
+            tables = (KernelTables(program, TableCache(), opts.unwind_table_rows)
+                      if program.dwarf else None)
+            tracker = ProcessTracker(ObjectRegistry(), vdso,
+                                     on_snapshot=tables.set_process if tables else None)
             writer.write_rows(self._meta_rows(headers_note))
             writer.write_rows(module_rows())
             if opts.all_kallsyms:
@@ -138,6 +150,9 @@ class Recorder:
                 self._loop(program, tracker, ksyms, writer, summary)
             except BrokenPipeError:
                 summary.output_closed = True
+            if tables is not None:
+                tables.close()
+                summary.unwind = tables.summary()
             stats = program.stats()
             program.close()
             (summary.samples, summary.lost_user_stacks, summary.lost_kernel_stacks,
@@ -210,6 +225,7 @@ class Recorder:
                 if now >= next_forget:
                     for pid in tracker.forget_idle(now, IDLE_FORGET_SECONDS):
                         program.mark_unseen(pid)  # its next sample sends a new event
+                        program.forget_process(pid)  # and a new mapping list
                     next_forget = now + IDLE_FORGET_SECONDS
                 if self.progress:
                     # (file size is not shown: Parquet row groups are written every 50k rows)
@@ -310,6 +326,7 @@ class Recorder:
             "dropped_samples_counts_full": s.dropped_counts_full,
             "targets_full": s.targets_full, "seen_full": s.seen_full,
             "call_graph": self.opts.call_graph,
+            **{f"unwind_{k}": v for k, v in s.unwind.items()},
             **{f"samples_unwound_{k}": v for k, v in sorted(_named(s.unwinders))},
             "processes": s.processes,
             "objects": s.objects, "ended_ns": time.time_ns(),

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from recorder import procfs
 from recorder.objects import ObjectFacts, ObjectRegistry
-from recorder.procfs import ProcessSnapshot
+from recorder.procfs import Mapping, ProcessSnapshot
 from recording.cgroups import container_info
+
+# Called with each new snapshot's pid and its mappings with their objects' facts (None:
+# anonymous or unreadable), e.g. to give the BPF unwinder the process's tables.
+SnapshotHook = Callable[[int, list[tuple[Mapping, ObjectFacts | None]]], None]
 
 
 def _cgroup_facts(cgroup_text: str | None) -> tuple[str | None, str | None]:
@@ -28,8 +33,9 @@ class _Known:
 
 class ProcessTracker:
     def __init__(self, objects: ObjectRegistry, vdso: ObjectFacts | None,
-                 proc: str = "/proc") -> None:
+                 proc: str = "/proc", on_snapshot: SnapshotHook | None = None) -> None:
         self.objects = objects
+        self.on_snapshot = on_snapshot
         self.vdso = vdso
         self.proc = proc
         self.known: dict[int, _Known] = {}
@@ -55,6 +61,11 @@ class ProcessTracker:
         has_anon = any(not m.path for m in snap.mappings)
         self.known[pid] = _Known(seq, key, has_anon)
         rows = self._rows(snap, seq)
+        if self.on_snapshot is not None:
+            ids = [r.get("object_id") for r in rows if r["record"] == "mapping"]
+            facts = self.objects.facts
+            self.on_snapshot(pid, [(m, facts.get(i) if i else None)
+                                   for m, i in zip(snap.mappings, ids, strict=True)])
         if has_anon:
             rows.extend(self.perfmap_rows(pid))
         return rows

@@ -6,6 +6,7 @@ candidate debug file. Hostile input raises ElfError; nothing here trusts an offs
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 ELF_MAGIC = b"\x7fELF"
@@ -173,3 +174,25 @@ def elf_info_of_path(path: str, *, want_sections: bool = True) -> ElfInfo:
             return read_elf_info(f, size, want_sections=want_sections)
     except struct.error as exc:
         raise ElfError(f"truncated header: {exc}") from None
+
+
+def vaddr_of_offset(loads: Iterable[LoadSegment], offset: int) -> int | None:
+    """The ELF virtual address of a file offset, via the PT_LOAD segment that holds it.
+
+    The loader maps each PT_LOAD so that p_offset lands at p_vaddr (plus the load bias for
+    ET_DYN); symbols use p_vaddr. So elf_addr = offset - p_offset + p_vaddr. This is valid for
+    PIE, non-PIE (bias 0) and shared objects alike, and does not assume vaddr == offset, which
+    fails for objects linked with -z separate-code or non-default layouts. Symbolizers must
+    use the recorded headers: `objcopy --only-keep-debug` files rewrite their own.
+    """
+    loads = list(loads)
+    for seg in loads:
+        if seg.offset <= offset < seg.offset + seg.filesz:
+            return offset - seg.offset + seg.vaddr
+    # Page rounding lets a mapping start before p_offset of its segment (the loader maps from
+    # the page holding p_offset); accept an offset in the same page as a segment's start.
+    for seg in loads:
+        page_start = seg.offset & ~0xFFF
+        if page_start <= offset < seg.offset + max(seg.filesz, seg.memsz):
+            return offset - seg.offset + seg.vaddr
+    return None

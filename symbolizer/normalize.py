@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NewType
 
-from recording.elf import LoadSegment
+from recording.elf import LoadSegment, vaddr_of_offset
 
 AbsAddr = NewType("AbsAddr", int)
 FileOffset = NewType("FileOffset", int)
@@ -96,25 +96,9 @@ def file_offset_of(mapping: Mapping, addr: AbsAddr) -> FileOffset:
 
 
 def elf_addr_of(loads: Iterable[LoadSegment], offset: FileOffset) -> ElfAddr | None:
-    """The ELF virtual address of a file offset, via the PT_LOAD segment that holds it.
-
-    The loader maps each PT_LOAD so that p_offset lands at p_vaddr (plus the load bias for
-    ET_DYN); symbols use p_vaddr. So elf_addr = offset - p_offset + p_vaddr. This is valid for
-    PIE, non-PIE (bias 0) and shared objects alike, and does not assume vaddr == offset, which
-    fails for objects linked with -z separate-code or non-default layouts. The recorded headers
-    are used: `objcopy --only-keep-debug` files rewrite their own.
-    """
-    loads = list(loads)
-    for seg in loads:
-        if seg.offset <= offset < seg.offset + seg.filesz:
-            return ElfAddr(offset - seg.offset + seg.vaddr)
-    # Page rounding lets a mapping start before p_offset of its segment (the loader maps from
-    # the page holding p_offset); accept an offset in the same page as a segment's start.
-    for seg in loads:
-        page_start = seg.offset & ~0xFFF
-        if page_start <= offset < seg.offset + max(seg.filesz, seg.memsz):
-            return ElfAddr(offset - seg.offset + seg.vaddr)
-    return None
+    """The ELF virtual address of a file offset (recording.elf.vaddr_of_offset)."""
+    vaddr = vaddr_of_offset(loads, offset)
+    return None if vaddr is None else ElfAddr(vaddr)
 
 
 class MappingIndex:

@@ -15,6 +15,7 @@ import pyarrow.ipc as ipc
 import pytest
 
 from recording.reader import read_table
+from recording.schema import SCHEMA_VERSION
 from tests.conftest import tool
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
@@ -147,14 +148,21 @@ def test_command_exit_code_and_children_are_followed(fixture_bins, tmp_path):
 
 def test_pid_mode_follows_existing_children(fixture_bins, tmp_path):
     out = tmp_path / "run.parquet"
-    # long enough to outlive BPF compilation on a loaded machine; recording ends at its exit
-    work = subprocess.Popen([str(fixture_bins / "workload-nopie"), "8", "children"])
+    # The workload outlives any BPF compile time (a loaded machine takes seconds); it is
+    # stopped once the recorder has sampled it for a while, and the recording ends at its exit.
+    work = subprocess.Popen([str(fixture_bins / "workload-nopie"), "120", "children"],
+                            start_new_session=True)
     try:
         time.sleep(0.3)
-        r = record(["--out", str(out), "--pid", str(work.pid)])
+        rec = subprocess.Popen([tool("ebpf-record"), "--no-progress", "--out", str(out),
+                                "--pid", str(work.pid)], stderr=subprocess.PIPE, text=True)
+        wait_until_sampling(rec)
+        time.sleep(2)
     finally:
+        os.killpg(work.pid, signal.SIGTERM)
         work.wait(timeout=30)
-    assert r.returncode == 0, r.stderr
+    _, err = rec.communicate(timeout=60)
+    assert rec.returncode == 0, err
     pids = {s["pid"] for s in rows(out, "sample")}
     assert work.pid in pids and len(pids) == 3
     assert {s["key"]: s["value"] for s in rows(out, "stats")}["stop_reason"] == \
@@ -199,7 +207,7 @@ def test_stream_output_is_one_batch_per_drain(fixture_bins, tmp_path):
     assert "meta" in kinds[0]
     assert sum("window" in k for k in kinds) >= 2
     assert all(k.count("window") <= 1 for k in (b.column("record").to_pylist() for b in batches))
-    assert reader.schema.metadata[b"ebpf_profiler.schema_version"] == b"1"
+    assert reader.schema.metadata[b"ebpf_profiler.schema_version"] == str(SCHEMA_VERSION).encode()
 
 
 def test_sigterm_ends_with_a_complete_file(fixture_bins, tmp_path):

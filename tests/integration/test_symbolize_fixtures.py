@@ -100,8 +100,33 @@ def addr2line_names(obj: str, addrs: list[int]) -> dict[int, str]:
 _CLONE = re.compile(r"(\.(constprop|isra|part|cold|lto_priv|localalias)(\.\d+)?)+$")
 
 
-def same_function(ours: str, theirs: str) -> bool:
-    return _CLONE.sub("", ours) == _CLONE.sub("", theirs)
+def same_function(ours: str, theirs: str, obj: str | None = None,
+                  addr: int | None = None) -> bool:
+    if _CLONE.sub("", ours) == _CLONE.sub("", theirs):
+        return True
+    # glibc defines a function under several names at one address (__libc_start_main@@
+    # GLIBC_2.34, @GLIBC_2.2.5 and the local __libc_start_main_impl that DWARF names); the
+    # symbol table (nm) says whether two names are such aliases
+    return obj is not None and addr is not None and {ours, theirs} <= nm_aliases(obj, addr)
+
+
+def nm_aliases(obj: str, addr: int) -> set[str]:
+    """Names that `nm` gives the function containing addr, in the object and its debug file."""
+    files = [obj]
+    bid = elf_info_of_path(obj).build_id
+    if bid and os.path.exists(build_id_path("/usr/lib/debug", bid)):
+        files.append(build_id_path("/usr/lib/debug", bid))
+    by_addr: dict[int, set[str]] = defaultdict(set)
+    for f in files:
+        for flags in (["-D"], []):
+            out = subprocess.run(["nm", "--defined-only", "-S", *flags, f], capture_output=True,
+                                 text=True).stdout
+            for line in out.splitlines():
+                parts = line.split()
+                if len(parts) == 4 and parts[2] in "tTWi":
+                    by_addr[int(parts[0], 16)].add(parts[3])
+    start = max((a for a in by_addr if a <= addr), default=None)
+    return by_addr.get(start, set()) if start is not None else set()
 
 
 def differential(recording: Path, options: SymbolizeOptions) -> tuple[int, list[str]]:
@@ -123,7 +148,7 @@ def differential(recording: Path, options: SymbolizeOptions) -> tuple[int, list[
         for addr, name in ours.items():
             if name != "??" and theirs[addr] != "??":
                 compared += 1
-                if not same_function(name, theirs[addr]):
+                if not same_function(name, theirs[addr], obj, addr):
                     diffs.append(f"{obj}@{addr:#x}: ours {name}, addr2line {theirs[addr]}")
             elif (name == "??") != (theirs[addr] == "??"):
                 diffs.append(f"{obj}@{addr:#x}: ours {name}, addr2line {theirs[addr]}")

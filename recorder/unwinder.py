@@ -1,0 +1,163 @@
+"""Unwind tables in the kernel, for the BPF unwinder of bpf/profile.c.
+
+Each object's table (unwind/: built from .eh_frame once per machine, cached by build ID) is
+copied once into the `unwind_rows` array, back to back; each process gets its executable
+mappings as (start, end, bias, rows), so a new process that maps libc, ld.so and python
+costs one map update, not a table build. Objects with no table (JIT code, stripped CFI, an
+array that is full) get none: the BPF program takes frame-pointer steps through them.
+
+Tables are loaded by a thread of their own: a cold build (python3.11: ~150 ms of Python) must
+not delay the snapshots of other new processes, which are read from /proc while they live.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+from recorder.bpf_program import MappingEntry, ProfileProgram
+from recorder.objects import ObjectFacts
+from recorder.procfs import Mapping, is_running
+from recording.elf import LoadSegment, vaddr_of_offset
+from unwind.cache import TableCache
+from unwind.table import UnwindTable
+
+
+@dataclass
+class UnwindStats:
+    objects_loaded: int = 0
+    rows_loaded: int = 0
+    objects_without_table: int = 0
+    objects_over_capacity: int = 0
+    problems: Counter[str] | None = None
+
+
+def mapping_bias(m: Mapping, facts: ObjectFacts) -> int | None:
+    """address - bias = the ELF address: from the PT_LOAD holding the mapping's offset."""
+    loads = [LoadSegment(p["offset"], p["vaddr"], p["filesz"], p["memsz"], p["flags"])
+             for p in facts.phdrs]
+    vaddr = vaddr_of_offset(loads, m.file_offset)
+    return None if vaddr is None else m.start - vaddr
+
+
+class KernelTables:
+    def __init__(self, program: ProfileProgram, cache: TableCache, capacity_rows: int,
+                 proc: str = "/proc") -> None:
+        self._program = program
+        self._cache = cache
+        self.capacity = capacity_rows
+        self.proc = proc
+        self._where: dict[str, tuple[int, int]] = {}  # object_id -> (first row, rows)
+        self._next = 0
+        self.stats = UnwindStats(problems=Counter())
+        self._queue: queue.Queue[tuple[int, list[tuple[Mapping, ObjectFacts | None]]] | None]
+        self._queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="unwind-tables", daemon=True)
+        self._thread.start()
+
+    @property
+    def rows_used(self) -> int:
+        return self._next
+
+    def set_process(self, pid: int, mappings: list[tuple[Mapping, ObjectFacts | None]]) -> None:
+        """Queue the process's mappings for the BPF unwinder (the ProcessTracker hook)."""
+        self._queue.put((pid, mappings))
+
+    def summary(self) -> dict[str, int]:
+        """Counters for the recording's stats rows and the end-of-run report."""
+        s = self.stats
+        out = {"objects": s.objects_loaded, "rows": s.rows_loaded,
+               "rows_capacity": self.capacity, "objects_without_table": s.objects_without_table,
+               "objects_over_capacity": s.objects_over_capacity}
+        assert s.problems is not None
+        out.update({f"problem_{k}": v for k, v in sorted(s.problems.items())})
+        return out
+
+    def wait_idle(self) -> None:
+        """Block until every queued process has its tables (tests, benchmarks)."""
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._load(*item)
+            except Exception as exc:  # never let a bad object stop the loader
+                assert self.stats.problems is not None
+                self.stats.problems[f"error: {type(exc).__name__}"] += 1
+            finally:
+                self._queue.task_done()
+
+    def _load(self, pid: int, mappings: list[tuple[Mapping, ObjectFacts | None]]) -> None:
+        entries = []
+        for m, facts in mappings:
+            if facts is None or not facts.phdrs:
+                # anonymous executable memory (JIT): frame pointers only
+                entries.append(MappingEntry(m.start, m.end, 0))
+                continue
+            bias = mapping_bias(m, facts)
+            if bias is None:
+                entries.append(MappingEntry(m.start, m.end, 0))
+                continue
+            first, count = self._rows_for(pid, m, facts)
+            entries.append(MappingEntry(m.start, m.end, bias, first, count))
+        self._program.set_mappings(pid, entries)
+        if not is_running(pid, self.proc):
+            # it exited before its entry was written: the exit tracepoint has run already
+            self._program.forget_process(pid)
+
+    def _rows_for(self, pid: int, m: Mapping, facts: ObjectFacts) -> tuple[int, int]:
+        where = self._where.get(facts.object_id)
+        if where is not None:
+            return where
+        table = self._table(pid, m, facts)
+        if table is None or table.count == 0:
+            where = (0, 0)
+            self.stats.objects_without_table += 1
+        elif self._next + table.count > self.capacity:
+            where = (0, 0)
+            self.stats.objects_over_capacity += 1
+        else:
+            where = (self._next, table.count)
+            self._program.write_rows(self._next, table.rows)
+            self._next += table.count
+            self.stats.objects_loaded += 1
+            self.stats.rows_loaded += table.count
+        self._where[facts.object_id] = where
+        return where
+
+    def _table(self, pid: int, m: Mapping, facts: ObjectFacts) -> UnwindTable | None:
+        if facts.data is not None:  # in memory only (the vDSO): build from its bytes
+            return self._from_bytes(facts)
+        reason = "unreadable"
+        for path in (f"{self.proc}/{pid}/map_files/{m.map_files_name}",
+                     f"{self.proc}/{pid}/root{m.path.removesuffix(' (deleted)')}"):
+            got = self._cache.table_for(path, facts.build_id)
+            if isinstance(got, UnwindTable):
+                return got
+            reason = got.reason
+            if reason != "unreadable":
+                break  # the file opened: another path to it will not parse better
+        assert self.stats.problems is not None
+        self.stats.problems[reason] += 1
+        return None
+
+    def _from_bytes(self, facts: ObjectFacts) -> UnwindTable | None:
+        assert facts.data is not None
+        fd = os.memfd_create("ebpf-record-vdso", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, facts.data)
+            got = self._cache.table_for(fd, facts.build_id)
+        finally:
+            os.close(fd)
+        return got if isinstance(got, UnwindTable) else None
+
