@@ -21,7 +21,7 @@ from recorder.procfs import descendants, is_running
 from recorder.snapshots import ProcessTracker
 from recorder.targets import GatedCommand, Target
 from recording.cli import is_terminal
-from recording.errors import EnvironmentProblem
+from recording.errors import EnvironmentProblem, OutputError
 from recording.schema import SCHEMA_VERSION
 from recording.writer import RecordingWriter, open_writer
 
@@ -87,7 +87,6 @@ class Recorder:
         headers_note = check_environment()
         cpu0 = cpu_seconds()
         t0 = time.monotonic()
-        writer: RecordingWriter = open_writer(opts.out)
         summary = Summary()
         if headers_note:
             summary.notes.append(headers_note)
@@ -95,7 +94,10 @@ class Recorder:
         program = ProfileProgram(opts, filter_pids=self.target.mode != "system")
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT,
                                                                        signal.SIGTERM)}
+        writer: RecordingWriter | None = None
         try:
+            # Created after the BPF compile: Ctrl-C during it leaves no file behind.
+            writer = open_writer(opts.out)
             ksyms = KernelSymbols.load()
             vdso = read_vdso()
             tracker = ProcessTracker(ObjectRegistry(), vdso)
@@ -145,6 +147,13 @@ class Recorder:
                 except BrokenPipeError:
                     summary.output_closed = True
             summary.bytes_written = writer.bytes_written
+        except BaseException as exc:
+            note = self._abort(writer, said=str(exc) if isinstance(exc, OutputError) else "")
+            if note and isinstance(exc, OutputError):
+                raise OutputError(f"{exc}; {note}") from None
+            if note:
+                print(f"ebpf-record: {note}", file=sys.stderr)
+            raise
         finally:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
@@ -158,6 +167,21 @@ class Recorder:
         elif summary.output_closed:
             summary.exit_code = 141  # as if killed by SIGPIPE, which pipefail reports
         return summary
+
+    def _abort(self, writer: RecordingWriter | None, said: str) -> str | None:
+        """The run failed (disk full, a crash, Ctrl-C before sampling): stop the command, keep
+        completed windows for --recover, remove the rest. Returns what was done, for the error
+        line (`said`: what the error says already)."""
+        notes = []
+        if self.child is not None:
+            notes.append(self.child.stop())
+        kept = writer.abort() if writer is not None else None
+        if self.opts.out == "-":
+            _silence_stdout()  # else interpreter shutdown fails flushing what stdout refused
+        elif kept and kept not in said:
+            notes.append(f"the completed windows are kept in {kept} (`ebpf-record --recover "
+                         f"{kept}`)")
+        return "; ".join(n for n in notes if n) or None
 
     def _loop(self, program: ProfileProgram, tracker: ProcessTracker, ksyms: KernelSymbols,
               writer: RecordingWriter, summary: Summary) -> None:
@@ -312,6 +336,6 @@ def _child_got_terminal_signal(signum: int) -> bool:
     if signum != signal.SIGINT:
         return False
     try:
-        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
-    except OSError:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:  # stdin is not a terminal, or closed
         return False

@@ -11,10 +11,16 @@ import contextlib
 import os
 import shutil
 import signal
+import time
 from dataclasses import dataclass
 
 from recorder.procfs import process_exists
 from recording.errors import UsageError
+
+# SIGTERM, then this long before SIGKILL when the recorder must stop the command (docker
+# stop and systemd wait 10 s and 90 s; a command that has to stop because the disk is full
+# should not hold the recorder much longer than the former).
+STOP_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,22 @@ class GatedCommand:
         os.close(self._gate_w)
         os.close(self._err_r)
         self.wait()
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> str | None:
+        """End a running command because the recording failed: SIGTERM, SIGKILL after `grace`
+        seconds. Says what happened, or None if it had exited already."""
+        if self.poll() is not None:
+            return None
+        what = f"{self.argv[0]} (pid {self.pid})"
+        self.forward(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.poll() is None:
+            self.forward(signal.SIGKILL)
+            self.wait()
+            return f"killed {what}, which ignored SIGTERM for {grace:g} s"
+        return f"stopped {what} with SIGTERM (its exit status {self.returncode})"
 
     def forward(self, signum: int) -> None:
         if self.poll() is None:
