@@ -51,6 +51,9 @@ def build_parser() -> ArgumentParser:
                    help="show progress (default: only on a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--debug-bpf", action="store_true", help="print the BPF program as loaded")
+    p.add_argument("--no-root-drop", action="store_true",
+                   help="run the command after -- as root; by default, under sudo it runs as "
+                   "the invoking user (SUDO_UID/SUDO_GID), as with pyroscope exec")
     return p
 
 
@@ -76,7 +79,7 @@ def parse_options(argv: list[str]) -> RecordOptions:
         duration=a.duration, drain_interval=a.drain_interval,
         stack_storage_size=a.stack_storage_size, counts_size=a.counts_size,
         include_idle=a.include_idle, all_kallsyms=a.all_kallsyms, progress=a.progress,
-        debug_bpf=a.debug_bpf,
+        debug_bpf=a.debug_bpf, no_root_drop=a.no_root_drop,
     )
 
 
@@ -126,7 +129,7 @@ def record(argv: list[str]) -> int:
     if opts.out == "-" and sys.stdout.isatty():
         raise UsageError("--out - writes binary Arrow data; pipe it (| ebpf-symbolize -) "
                          "or give a file name")
-    target = check_target(opts.pids, opts.command)
+    target = check_target(opts.pids, opts.command, opts.no_root_drop)
     summary = Recorder(opts, target).run()
     report(summary, opts)
     return summary.exit_code

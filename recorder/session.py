@@ -111,7 +111,7 @@ class Recorder:
                 roots = set(self.target.pids)
                 program.add_targets(sorted(roots | descendants(roots)))
             if self.target.mode == "command":
-                self.child = GatedCommand(self.target.command)
+                self.child = GatedCommand(self.target.command, self.target.run_as)
             try:
                 if self.child is not None:
                     program.add_targets([self.child.pid])

@@ -3,6 +3,7 @@ SIGKILL, secrets in the environment. Needs root and BPF."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import stat
@@ -121,6 +122,29 @@ def test_sigkill_keeps_every_completed_window_for_recover_and_symbolize(fixture_
     assert folded.returncode == 0, folded.stderr
     for name in ("alpha", "lib_beta", "gamma_fn"):
         assert name in folded.stdout
+
+
+def test_the_command_runs_as_the_sudo_user_and_without_the_uploaders_secrets(tmp_path):
+    env = {**os.environ, "PYROSCOPE_AUTH_TOKEN": "glc_do_not_leak",
+           "PYROSCOPE_BASIC_AUTH_PASSWORD": "hunter2", "SUDO_UID": str(NOBODY),
+           "SUDO_GID": str(NOBODY)}
+    script = "id -u; id -G; env"
+    dropped = subprocess.run([tool("ebpf-record"), "--no-progress", "--out",
+                              str(tmp_path / "a.parquet"), "--", "sh", "-c", script],
+                             capture_output=True, text=True, timeout=120, env=env, cwd="/")
+    assert dropped.returncode == 0, dropped.stderr
+    lines = dropped.stdout.splitlines()
+    assert lines[:2] == [str(NOBODY), str(NOBODY)]  # uid, and the groups of nobody only
+    assert "glc_do_not_leak" not in dropped.stdout and "hunter2" not in dropped.stdout
+    assert "USER=nobody" in lines
+    assert stat.S_IMODE((tmp_path / "a.parquet").stat().st_mode) == 0o600
+
+    as_root = subprocess.run([tool("ebpf-record"), "--no-progress", "--no-root-drop", "--out",
+                              str(tmp_path / "b.parquet"), "--", "sh", "-c", script],
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert as_root.returncode == 0, as_root.stderr
+    assert as_root.stdout.splitlines()[0] == "0"
+    assert "glc_do_not_leak" not in as_root.stdout  # secrets go either way
 
 
 @pytest.fixture
