@@ -119,6 +119,7 @@ class FileRecordingWriter:
         self._durable = 0  # bytes up to the end of the last completed window
         self.windows = 0
         self._done = False
+        self._converted = False
         self._size = 0
 
     def write_rows(self, rows: list[dict]) -> None:
@@ -146,8 +147,11 @@ class FileRecordingWriter:
         self._size = os.path.getsize(self.path)
         with contextlib.suppress(OSError):
             os.unlink(self.partial)
+        self._converted = True
 
     def abort(self) -> str | None:
+        if self._converted:
+            return None  # everything is in the recording
         if self._done:
             return None if self.windows == 0 else self.partial
         self._done = True

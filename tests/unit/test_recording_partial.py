@@ -253,3 +253,13 @@ def test_a_full_stdout_is_an_output_error():
 def test_readers_take_a_partial_as_a_stream(tmp_path):
     partial = killed_partial(tmp_path)
     assert sum(b.num_rows for b in iter_batches(str(partial))) == 1 + 3 * 4
+
+
+def test_abort_after_a_complete_close_keeps_nothing(tmp_path):
+    out = tmp_path / "run.parquet"
+    w = open_writer(str(out))
+    w.write_rows(META + window(0))
+    w.end_window()
+    w.close()
+    assert w.abort() is None
+    assert windows_of(out) == [0]
