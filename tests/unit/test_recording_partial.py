@@ -190,7 +190,7 @@ def small_fs(tmp_path):
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {r.stderr.decode().strip()}")
     yield mnt
-    subprocess.run(["umount", str(mnt)], check=True)
+    subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 def noisy_window(i: int, rng: random.Random) -> list[dict]:
