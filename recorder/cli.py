@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from recorder.options import RecordOptions
 from recorder.session import Recorder, Summary
 from recorder.targets import check_target
 from recording import cli as common
+from recording import partial
 from recording.argparse_util import ArgumentParser, parse_duration
-from recording.errors import UsageError
+from recording.errors import OutputError, UsageError
 from recording.writer import check_writable
 
 PROG = "ebpf-record"
@@ -24,8 +26,11 @@ def build_parser() -> ArgumentParser:
         "ebpf-record --out run.parquet -- ./server --port 8080 | "
         "ebpf-record --out - | ebpf-symbolize -",
     )
-    p.add_argument("--out", required=True, help="Parquet file to write, or - for an Arrow "
-                   "IPC stream on stdout")
+    p.add_argument("--out", help="Parquet file to write, or - for an Arrow IPC stream on "
+                   "stdout (required)")
+    p.add_argument("--recover", metavar="PARTIAL",
+                   help="turn the .OUT.XXXXXXXX.partial a killed recorder left into a Parquet "
+                   "recording (at OUT, or --out), then exit")
     p.add_argument("--sample-rate", type=int, default=100, metavar="HZ",
                    help="samples per second per CPU (default 100, as pyroscope ebpf)")
     p.add_argument("--pid", type=int, action="append", default=[], metavar="PID",
@@ -54,6 +59,9 @@ def build_parser() -> ArgumentParser:
                    help="show progress (default: only on a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--debug-bpf", action="store_true", help="print the BPF program as loaded")
+    p.add_argument("--no-root-drop", action="store_true",
+                   help="run the command after -- as root; by default, under sudo it runs as "
+                   "the invoking user (SUDO_UID/SUDO_GID), as with pyroscope exec")
     return p
 
 
@@ -66,6 +74,8 @@ def parse_options(argv: list[str]) -> RecordOptions:
     else:
         command = ()
     a = build_parser().parse_args(argv)
+    if a.out is None:
+        raise UsageError(f"the following arguments are required: --out; see `{PROG} --help`")
     if not 1 <= a.sample_rate <= 10000:
         raise UsageError(f"--sample-rate {a.sample_rate} is out of range; use 1..10000 Hz")
     for flag, value in (("--stack-storage-size", a.stack_storage_size),
@@ -79,7 +89,7 @@ def parse_options(argv: list[str]) -> RecordOptions:
         stack_storage_size=a.stack_storage_size, counts_size=a.counts_size,
         call_graph=a.call_graph, unwind_table_rows=a.unwind_table_rows,
         include_idle=a.include_idle, all_kallsyms=a.all_kallsyms,
-        progress=a.progress, debug_bpf=a.debug_bpf,
+        progress=a.progress, debug_bpf=a.debug_bpf, no_root_drop=a.no_root_drop,
     )
 
 
@@ -126,16 +136,52 @@ def report(s: Summary, opts: RecordOptions) -> None:
               file=sys.stderr)
 
 
+def recover(argv: list[str]) -> int:
+    a = build_parser().parse_args(argv)
+    if a.out == "-":
+        raise UsageError("--recover writes a Parquet file; give --out FILE, not -")
+    if a.out is not None:
+        check_writable(a.out)
+    out, done = partial.recover(a.recover, a.out)
+    print(f"{PROG}: recovered {done.windows} windows from {a.recover} into {out}; "
+          f"{a.recover} can be removed", file=sys.stderr)
+    return 0
+
+
 def record(argv: list[str]) -> int:
+    flags = argv[: argv.index("--")] if "--" in argv else argv
+    if any(f == "--recover" or f.startswith("--recover=") for f in flags):
+        return recover(argv)
     opts = parse_options(argv)
     check_writable(opts.out)
+    if opts.out == "-" and not _is_open(1):
+        raise OutputError("--out -: stdout is closed; pipe it (| ebpf-symbolize -) or give "
+                          "--out FILE")
+    _reserve_standard_fds()
     if opts.out == "-" and sys.stdout.isatty():
         raise UsageError("--out - writes binary Arrow data; pipe it (| ebpf-symbolize -) "
                          "or give a file name")
-    target = check_target(opts.pids, opts.command)
+    target = check_target(opts.pids, opts.command, opts.no_root_drop)
     summary = Recorder(opts, target).run()
     report(summary, opts)
     return summary.exit_code
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _reserve_standard_fds() -> None:
+    """With fd 0, 1 or 2 closed (`<&-`, `>&-`), the next file opened gets that number, and a
+    stray write to stdout or stderr would land in it (the recording, a perf event fd). Point
+    closed ones at /dev/null; open() returns the lowest free number, so each lands in place."""
+    for fd in (0, 1, 2):
+        if not _is_open(fd):
+            os.open(os.devnull, os.O_RDWR)
 
 
 def main(argv: list[str] | None = None) -> int:

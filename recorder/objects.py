@@ -8,9 +8,12 @@ mount namespace (containers). /proc/PID/root/PATH is the fallback where map_file
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from recorder.procfs import Mapping
+from recorder.rootfs import open_in_root
 from recording.elf import ElfError, ElfInfo, read_elf_info
 
 DELETED_SUFFIX = " (deleted)"
@@ -66,9 +69,14 @@ def facts_from_info(info: ElfInfo, path: str, dev: str, inode: int, **extra) -> 
     )
 
 
-def _open_candidates(pid: int, m: Mapping, proc: str) -> list[str]:
+def _open_candidates(pid: int, m: Mapping, proc: str) -> list[Callable[[], int]]:
+    """map_files (a magic link to the mapped file itself, so it must be followed), then the
+    path inside the process's root, which its user may have replaced by a FIFO or a symlink
+    since (recorder/rootfs.py). Neither may block: O_NONBLOCK, and a regular file is required."""
     path = m.path[: -len(DELETED_SUFFIX)] if m.path.endswith(DELETED_SUFFIX) else m.path
-    return [f"{proc}/{pid}/map_files/{m.map_files_name}", f"{proc}/{pid}/root{path}"]
+    map_file = f"{proc}/{pid}/map_files/{m.map_files_name}"
+    return [lambda: os.open(map_file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC),
+            lambda: open_in_root(pid, path, proc)]
 
 
 class ObjectRegistry:
@@ -106,11 +114,14 @@ class ObjectRegistry:
 
     def _read(self, pid: int, m: Mapping) -> ObjectFacts:
         errors = []
-        for candidate in _open_candidates(pid, m, self.proc):
+        for open_candidate in _open_candidates(pid, m, self.proc):
             try:
-                with open(candidate, "rb") as f:
-                    size = os.fstat(f.fileno()).st_size
-                    info = read_elf_info(f, size, want_sections=False)
+                with open(open_candidate(), "rb") as f:
+                    st = os.fstat(f.fileno())
+                    if not stat.S_ISREG(st.st_mode):
+                        errors.append("not a regular file")
+                        continue
+                    info = read_elf_info(f, st.st_size, want_sections=False)
                 return facts_from_info(info, m.path, m.dev, m.inode)
             except ElfError as exc:
                 errors.append(f"not a readable ELF file ({exc})")

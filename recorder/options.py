@@ -45,3 +45,5 @@ class RecordOptions:
     """Show progress on stderr; None: only when stderr is a terminal."""
     debug_bpf: bool = False
     """Print the BPF program as loaded (with its -D options) to stderr."""
+    no_root_drop: bool = False
+    """Run a `-- CMD` as root even under sudo (`pyroscope exec --no-root-drop`)."""

@@ -28,7 +28,7 @@ from recorder.snapshots import ProcessTracker
 from recorder.targets import GatedCommand, Target
 from recorder.unwinder import KernelTables
 from recording.cli import is_terminal
-from recording.errors import EnvironmentProblem
+from recording.errors import EnvironmentProblem, OutputError
 from recording.schema import SCHEMA_VERSION
 from recording.writer import RecordingWriter, open_writer
 from unwind.cache import TableCache
@@ -104,7 +104,6 @@ class Recorder:
         headers_note = check_environment()
         cpu0 = cpu_seconds()
         t0 = time.monotonic()
-        writer: RecordingWriter = open_writer(opts.out)
         summary = Summary()
         if headers_note:
             summary.notes.append(headers_note)
@@ -114,7 +113,10 @@ class Recorder:
         summary.stack_entries = program.stack_entries
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT,
                                                                        signal.SIGTERM)}
+        writer: RecordingWriter | None = None
         try:
+            # Created after the BPF compile: Ctrl-C during it leaves no file behind.
+            writer = open_writer(opts.out)
             ksyms = KernelSymbols.load()
             vdso = read_vdso()
             tables = (KernelTables(program, TableCache(), opts.unwind_table_rows)
@@ -131,7 +133,7 @@ class Recorder:
                 roots = set(self.target.pids)
                 program.add_targets(sorted(roots | descendants(roots)))
             if self.target.mode == "command":
-                self.child = GatedCommand(self.target.command)
+                self.child = GatedCommand(self.target.command, self.target.run_as)
             try:
                 if self.child is not None:
                     program.add_targets([self.child.pid])
@@ -170,6 +172,13 @@ class Recorder:
                 except BrokenPipeError:
                     summary.output_closed = True
             summary.bytes_written = writer.bytes_written
+        except BaseException as exc:
+            note = self._abort(writer, said=str(exc) if isinstance(exc, OutputError) else "")
+            if note and isinstance(exc, OutputError):
+                raise OutputError(f"{exc}; {note}") from None
+            if note:
+                print(f"ebpf-record: {note}", file=sys.stderr)
+            raise
         finally:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
@@ -183,6 +192,21 @@ class Recorder:
         elif summary.output_closed:
             summary.exit_code = 141  # as if killed by SIGPIPE, which pipefail reports
         return summary
+
+    def _abort(self, writer: RecordingWriter | None, said: str) -> str | None:
+        """The run failed (disk full, a crash, Ctrl-C before sampling): stop the command, keep
+        completed windows for --recover, remove the rest. Returns what was done, for the error
+        line (`said`: what the error says already)."""
+        notes = []
+        if self.child is not None:
+            notes.append(self.child.stop())
+        kept = writer.abort() if writer is not None else None
+        if self.opts.out == "-":
+            _silence_stdout()  # else interpreter shutdown fails flushing what stdout refused
+        elif kept and kept not in said:
+            notes.append(f"the completed windows are kept in {kept} (`ebpf-record --recover "
+                         f"{kept}`)")
+        return "; ".join(n for n in notes if n) or None
 
     def _loop(self, program: ProfileProgram, tracker: ProcessTracker, ksyms: KernelSymbols,
               writer: RecordingWriter, summary: Summary) -> None:
@@ -355,6 +379,6 @@ def _child_got_terminal_signal(signum: int) -> bool:
     if signum != signal.SIGINT:
         return False
     try:
-        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
-    except OSError:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:  # stdin is not a terminal, or closed
         return False

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from recorder import procfs
 from recorder.objects import ObjectFacts, ObjectRegistry
+from recorder.perfmap import PerfMapReader
 from recorder.procfs import Mapping, ProcessSnapshot
 from recording.cgroups import container_info
 
@@ -41,7 +42,7 @@ class ProcessTracker:
         self.known: dict[int, _Known] = {}
         self._next_seq: dict[int, int] = {}
         self._last_sampled: dict[int, float] = {}
-        self._perfmap_seen: dict[int, set[tuple[int, str]]] = {}
+        self.perfmaps = PerfMapReader(proc)
 
     def __len__(self) -> int:
         return len(self.known)
@@ -96,29 +97,9 @@ class ProcessTracker:
         return objects + rows
 
     def perfmap_rows(self, pid: int) -> list[dict]:
-        """New entries of the process's /tmp/perf-PID.map (the perf JIT interface:
-        tools/perf/Documentation/jit-interface.txt: `START SIZE symbolname`, hex)."""
-        rows = []
-        try:
-            with open(f"{self.proc}/{pid}/root/tmp/perf-{pid}.map", errors="replace") as f:
-                for line in f:
-                    parts = line.rstrip("\n").split(" ", 2)
-                    if len(parts) != 3:
-                        continue
-                    try:
-                        addr, size = int(parts[0], 16), int(parts[1], 16)
-                    except ValueError:
-                        continue
-                    key = (addr, parts[2])
-                    seen = self._perfmap_seen.setdefault(pid, set())
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    rows.append({"record": "perfmap", "pid": pid, "addr": addr, "size": size,
-                                 "name": parts[2]})
-        except OSError:
-            pass
-        return rows
+        """Entries appended to the process's /tmp/perf-PID.map since it was last read
+        (recorder/perfmap.py: the file belongs to the process's user and is not trusted)."""
+        return self.perfmaps.read_new(pid)
 
     def sampled(self, pid: int, now: float) -> None:
         self._last_sampled[pid] = now
@@ -131,7 +112,7 @@ class ProcessTracker:
         for pid in idle:
             del self.known[pid]
             self._last_sampled.pop(pid, None)
-            self._perfmap_seen.pop(pid, None)
+            self.perfmaps.forget(pid)
         return idle
 
     def final_perfmap_rows(self) -> list[dict]:

@@ -1,11 +1,14 @@
 """Read a recording from a Parquet file or an Arrow IPC stream (`-` is stdin).
 
 Both forms yield the same batches; a Parquet file is read row group by row group so a long
-recording does not have to fit in memory at once.
+recording does not have to fit in memory at once. A stream in a file may end in a batch cut
+short: that is the partial file of a recorder that was killed (`.OUT.XXXXXX.partial`, one batch
+per completed drain window), and everything before the cut is read.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -66,7 +69,7 @@ def iter_batches(source: str, stdin: BinaryIO | None = None) -> Iterator[pa.Reco
         yield from _iter_parquet(source)
     else:
         with open(source, "rb") as f:
-            yield from _iter_stream(f, source)
+            yield from _iter_stream(f, source, cut_ok=True)
 
 
 def _iter_parquet(path: str) -> Iterator[pa.RecordBatch]:
@@ -74,8 +77,9 @@ def _iter_parquet(path: str) -> Iterator[pa.RecordBatch]:
         pf = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise RecordingFormatError(
-            f"{path} is truncated or corrupt ({_short(exc)}); a recorder that was killed with "
-            "SIGKILL leaves `FILE.partial` behind, which cannot be read"
+            f"{path} is truncated or corrupt ({_short(exc)}); a killed recorder leaves "
+            "`.FILE.XXXXXX.partial` next to FILE, which `ebpf-record --recover` turns into a "
+            "recording"
         ) from None
     check_schema(pf.schema_arrow, path)
     try:
@@ -85,12 +89,13 @@ def _iter_parquet(path: str) -> Iterator[pa.RecordBatch]:
         raise RecordingFormatError(f"{path} is corrupt at row group {i}: {_short(exc)}") from None
 
 
-def iter_stream(f: BinaryIO, source: str) -> Iterator[pa.RecordBatch]:
-    """Batches of an Arrow IPC stream from an open binary file (`ebpf-record --out -`)."""
-    return _iter_stream(f, source)
+def iter_stream(f: BinaryIO, source: str, cut_ok: bool = False) -> Iterator[pa.RecordBatch]:
+    """Batches of an Arrow IPC stream from an open binary file (`ebpf-record --out -`).
+    cut_ok: a last batch cut short ends the stream with a note instead of an error."""
+    return _iter_stream(f, source, cut_ok)
 
 
-def _iter_stream(f: BinaryIO, source: str) -> Iterator[pa.RecordBatch]:
+def _iter_stream(f: BinaryIO, source: str, cut_ok: bool = False) -> Iterator[pa.RecordBatch]:
     try:
         reader = ipc.open_stream(f)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -99,16 +104,33 @@ def _iter_stream(f: BinaryIO, source: str) -> Iterator[pa.RecordBatch]:
             f"`ebpf-record --out -` ({_short(exc)})"
         ) from None
     check_schema(reader.schema, source)
+    complete = 0
     while True:
         try:
             batch = reader.read_next_batch()
-        except StopIteration:
+        except StopIteration:  # the end-of-stream marker, or a file that ends between batches
             return
         except (pa.ArrowInvalid, OSError) as exc:
+            if cut_ok and complete:
+                _note_once(f"{source}: the last batch is cut short (the recorder was killed "
+                           f"while writing it); dropped it, read the {complete} before it")
+                return
             raise RecordingFormatError(
                 f"{source}: stream ended mid-batch ({_short(exc)})"
             ) from None
+        complete += 1
         yield batch
+
+
+_noted: set[str] = set()
+
+
+def _note_once(message: str) -> None:
+    """A file is read more than once (the symbolizer reads snapshots first): say it once."""
+    if message not in _noted:
+        _noted.add(message)
+        prog = os.path.basename(sys.argv[0]) or "ebpf-profiler"
+        print(f"{prog}: note: {message}", file=sys.stderr)
 
 
 def read_table(source: str) -> pa.Table:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import datetime
@@ -24,6 +25,8 @@ def parse_duration(text: str, what: str = "duration") -> float:
                 f"{what}: cannot read {text!r}; write e.g. 10s, 500ms, 1m or a number of seconds"
             ) from None
         value = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not math.isfinite(value):  # float() reads "nan" and "inf": a deadline never reached
+        raise UsageError(f"{what}: {text!r} is not a finite number of seconds")
     if value < 0:
         raise UsageError(f"{what}: {text!r} is negative")
     return value

@@ -1,28 +1,32 @@
-"""Writers: a Parquet file (zstd) or an Arrow IPC stream (one batch per drain) for pipes."""
+"""Writers: a Parquet recording (zstd) or an Arrow IPC stream (one batch per drain) for pipes.
+
+A Parquet file cannot be read until its footer is written, so a file recording is first an
+Arrow IPC stream in a private temporary file and becomes Parquet at close
+(recording/partial.py): a killed recorder loses at most the window it was in.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sys
 from typing import BinaryIO, Protocol
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from recording.errors import OutputError
+from recording.partial import PARTIAL_SUFFIX, create_temp, problem, stream_to_parquet
 from recording.schema import SCHEMA, rows_to_batch
-
-# Rows buffered before a Parquet row group is written: enough for good compression, small
-# enough that a killed recorder loses little (Ctrl-C and SIGTERM still close the file).
-ROW_GROUP_ROWS = 50_000
 
 
 class RecordingWriter(Protocol):
     def write_rows(self, rows: list[dict]) -> None: ...
     def end_window(self) -> None:
-        """A drain window is complete: a stream sends it now, a file may keep buffering."""
-    def flush(self) -> None: ...
+        """A drain window is complete: it is sent (stream) or made durable (file) now."""
     def close(self) -> None: ...
+    def abort(self) -> str | None:
+        """Stop without completing; the path of what was kept for `--recover`, if anything."""
     @property
     def bytes_written(self) -> int: ...
 
@@ -40,82 +44,171 @@ def check_writable(out: str) -> None:
         raise OutputError(f"--out {out} is not writable; choose a writable path")
 
 
-class ParquetRecordingWriter:
-    def __init__(self, path: str) -> None:
-        self.path = path
-        # Write to a temporary name and rename at close, so a reader never sees half a file.
-        self._tmp = f"{path}.partial"
-        try:
-            self._writer = pq.ParquetWriter(self._tmp, SCHEMA, compression="zstd")
-        except OSError as exc:
-            raise OutputError(f"cannot write --out {path}: {exc.strerror or exc}") from None
+class _Sink(Protocol):
+    def write(self, data: bytes | memoryview, /) -> int | None: ...
+    def flush(self) -> None: ...
+
+
+class _Batches:
+    """Rows to zstd-compressed Arrow IPC batches on a sink, one batch per flush. zstd: about
+    5x less through a pipe or onto disk; Arrow readers decompress transparently."""
+
+    def __init__(self, sink: _Sink) -> None:
+        self.sink = _CountingSink(sink)
+        self._writer = pa.ipc.new_stream(
+            self.sink, SCHEMA, options=pa.ipc.IpcWriteOptions(compression="zstd"))
         self._rows: list[dict] = []
 
-    def write_rows(self, rows: list[dict]) -> None:
+    def add(self, rows: list[dict]) -> None:
         self._rows.extend(rows)
-        if len(self._rows) >= ROW_GROUP_ROWS:
-            self.flush()
-
-    def end_window(self) -> None:
-        # A row group per drain would cost a Parquet write_table call (~7 ms) every second and
-        # compress worse; row groups are cut by size instead.
-        pass
 
     def flush(self) -> None:
         if self._rows:
             self._writer.write_batch(rows_to_batch(self._rows))
             self._rows = []
+        self.sink.flush()
 
     def close(self) -> None:
         self.flush()
-        self._writer.close()
-        os.replace(self._tmp, self.path)
-
-    @property
-    def bytes_written(self) -> int:
-        for p in (self.path, self._tmp):
-            if os.path.exists(p):
-                return os.path.getsize(p)
-        return 0
+        self._writer.close()  # the end-of-stream marker
+        self.sink.flush()
 
 
 class StreamRecordingWriter:
-    """Arrow IPC stream: each `flush` sends one batch, so a downstream reader sees every drain."""
+    """`--out -`: each window is one batch on stdout, so a downstream reader sees every drain."""
 
     def __init__(self, sink: BinaryIO | None = None) -> None:
-        self._sink = sink if sink is not None else sys.stdout.buffer
-        self._counting = _CountingSink(self._sink)
-        # zstd-compressed batches: about 5x less through the pipe; Arrow readers decompress
-        # transparently.
-        self._writer = pa.ipc.new_stream(
-            self._counting, SCHEMA, options=pa.ipc.IpcWriteOptions(compression="zstd")
-        )
-        self._rows: list[dict] = []
+        self._batches = _Batches(sink if sink is not None else sys.stdout.buffer)
 
     def write_rows(self, rows: list[dict]) -> None:
-        self._rows.extend(rows)
+        self._batches.add(rows)
 
     def end_window(self) -> None:
-        self.flush()
-
-    def flush(self) -> None:
-        if self._rows:
-            self._writer.write_batch(rows_to_batch(self._rows))
-            self._rows = []
-        self._sink.flush()
+        self._guarded(self._batches.flush)
 
     def close(self) -> None:
-        self.flush()
-        self._writer.close()
-        self._sink.flush()
+        self._guarded(self._batches.close)
+
+    def abort(self) -> str | None:
+        return None  # what was sent belongs to the reader of the pipe
+
+    def _guarded(self, write) -> None:
+        try:
+            write()
+        except BrokenPipeError:
+            raise  # the reader went away: the recorder stops quietly (exit 141)
+        except OSError as exc:
+            raise OutputError(f"cannot write --out - (stdout): {problem(exc)}") from None
 
     @property
     def bytes_written(self) -> int:
-        return self._counting.count
+        return self._batches.sink.count
+
+
+class FileRecordingWriter:
+    """`--out FILE`: the partial stream (recording/partial.py), then Parquet at close."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self._fd, self.partial = create_temp(path, PARTIAL_SUFFIX)
+        except OSError as exc:
+            raise OutputError(f"cannot write --out {path}: {problem(exc)}") from None
+        self._file = _FdSink(self._fd)
+        self._batches = _Batches(self._file)
+        self._durable = 0  # bytes up to the end of the last completed window
+        self.windows = 0
+        self._done = False
+        self._converted = False
+        self._size = 0
+
+    def write_rows(self, rows: list[dict]) -> None:
+        self._batches.add(rows)
+
+    def end_window(self) -> None:
+        try:
+            self._batches.flush()
+            # fdatasync once per window (1 s by default): what SIGKILL spares, a power loss
+            # spares too. It costs one journal commit per window, off the sampling path.
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            self._fail(exc)
+        self._durable = self._file.offset
+        self.windows += 1
+
+    def close(self) -> None:
+        try:
+            self._batches.close()
+        except OSError as exc:
+            self._fail(exc)
+        os.close(self._fd)
+        self._done = True
+        stream_to_parquet(self.partial, self.path)
+        self._size = os.path.getsize(self.path)
+        with contextlib.suppress(OSError):
+            os.unlink(self.partial)
+        self._converted = True
+
+    def abort(self) -> str | None:
+        if self._converted:
+            return None  # everything is in the recording
+        if self._done:
+            return None if self.windows == 0 else self.partial
+        self._done = True
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, self._durable)  # a cut batch would only be dropped later
+        os.close(self._fd)
+        if self.windows == 0:
+            with contextlib.suppress(OSError):
+                os.unlink(self.partial)  # nothing in it worth keeping
+            return None
+        return self.partial
+
+    def _fail(self, exc: OSError) -> None:
+        """Keep what the completed windows wrote, nothing else, and say so in one line."""
+        kept = self.abort()
+        what = problem(exc)
+        if kept is None:
+            raise OutputError(f"{what} writing {self.partial}: no drain window was complete, "
+                              "nothing was kept") from None
+        hint = "free space, then run" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "run"
+        raise OutputError(
+            f"{what} writing {self.partial}; it keeps the {self.windows} completed "
+            f"windows: {hint} `ebpf-record --recover {kept}`") from None
+
+    @property
+    def bytes_written(self) -> int:
+        return self._size or self._file.offset
+
+
+class _FdSink:
+    """Collects what the IPC writer produces and writes it with os.write at flush: a window's
+    batch goes out in one piece, and a failed write leaves the file at a known length."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pending = bytearray()
+        self.offset = 0
+        self.closed = False
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._pending += data
+        return len(data)
+
+    def flush(self) -> None:
+        data, self._pending = bytes(self._pending), bytearray()
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            self.offset += n
+            view = view[n:]
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class _CountingSink:
-    def __init__(self, sink: BinaryIO) -> None:
+    def __init__(self, sink: _Sink) -> None:
         self._sink = sink
         self.count = 0
         self.closed = False
@@ -135,4 +228,4 @@ class _CountingSink:
 def open_writer(out: str) -> RecordingWriter:
     if out == "-":
         return StreamRecordingWriter()
-    return ParquetRecordingWriter(out)
+    return FileRecordingWriter(out)

@@ -28,6 +28,16 @@ def run(*args: str) -> subprocess.CompletedProcess:
         (["--out", "/tmp/x.parquet", "--sample-rate", "0"], "out of range"),
         (["--out", "/tmp/x.parquet", "--duration", "soon"], "invalid duration"),
         (["--out", "/tmp/x.parquet", "--"], "nothing after --"),
+        # float() reads these: a deadline of nan or inf never comes, an interval of nan
+        # made a traceback
+        (["--out", "/tmp/x.parquet", "--duration", "nan"], "invalid duration 'nan'"),
+        (["--out", "/tmp/x.parquet", "--duration", "inf"], "invalid duration 'inf'"),
+        (["--out", "/tmp/x.parquet", "--drain-interval", "nan"], "invalid duration 'nan'"),
+        (["--out", "/tmp/x.parquet", "--drain-interval=-inf"], "invalid duration '-inf'"),
+        (["--out", "/tmp/x.parquet", "--duration", "-3"], "invalid duration '-3'"),
+        (["--out", "/tmp/x.parquet", "--drain-interval", "0"], "must be positive"),
+        (["--recover", "/tmp/no-such.partial", "--out", "-"], "give --out FILE"),
+        (["--recover", "/tmp/.x.parquet.abcdefgh.partial"], "cannot read"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, needle):
@@ -37,6 +47,15 @@ def test_bad_input_is_one_clear_line(args, needle):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("ebpf-record: error:") and needle in lines[0]
+
+
+def test_a_closed_stdout_for_out_dash_is_one_line():
+    r = subprocess.run(f"{tool('ebpf-record')} --out - --duration 1 >&-", shell=True,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 5, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "ebpf-record: error: --out -: stdout is closed; pipe it (| ebpf-symbolize -) or give "
+        "--out FILE"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),

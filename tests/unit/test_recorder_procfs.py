@@ -31,6 +31,8 @@ def fake_proc(tmp_path: Path, pid: int, maps: str = MAPS, comm: str = "server (x
     (d / "stat").write_text(f"{pid} ({comm}) S 1 {pid} {pid} 0 -1\n")
     (d / "maps").write_text(maps)
     (d / "cgroup").write_text("0::/system.slice/nginx.service\n")
+    uid = os.getuid()  # the process's user owns its perf map (recorder/perfmap.py)
+    (d / "status").write_text(f"Name:\t{comm}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
     return tmp_path / "proc"
 
 

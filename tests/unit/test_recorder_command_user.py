@@ -1,0 +1,75 @@
+"""`ebpf-record -- CMD` starts CMD from a root process that holds the uploader's secrets (`sudo
+-E` passes PYROSCOPE_AUTH_TOKEN along): CMD must see neither root nor the secrets."""
+
+from __future__ import annotations
+
+import os
+import pwd
+
+import pytest
+
+from recorder.targets import GatedCommand, RunAs, child_environment, invoking_user
+
+SECRETS = {
+    "PYROSCOPE_AUTH_TOKEN": "glc_secret_token",
+    "PYROSCOPE_BASIC_AUTH_PASSWORD": "hunter2",
+    "PYROSCOPE_HEADER": "X-API-Key=abc123",
+    "PYROSCOPE_API_KEY": "k3y",
+    "pyroscope_client_secret": "s3cr3t",
+}
+KEPT = {"PYROSCOPE_APPLICATION_NAME": "my.app", "PYROSCOPE_SERVER_ADDRESS": "http://x:4040",
+        "PATH": "/usr/bin:/bin", "MY_APP_TOKEN": "the command's own, not ours"}
+
+
+def run_gated(argv: tuple[str, ...], run_as: RunAs | None = None) -> str:
+    """Run a GatedCommand whose output goes to an inherited pipe; its output."""
+    r, w = os.pipe()
+    os.set_inheritable(w, True)
+    try:
+        cmd = GatedCommand(("bash", "-c", f"({' '.join(argv)}) >&{w}"), run_as)
+        cmd.release()
+    finally:
+        os.close(w)
+    code = cmd.wait()
+    with os.fdopen(r) as f:
+        out = f.read()
+    assert code == 0, out
+    return out
+
+
+def test_secrets_are_removed_and_the_rest_kept():
+    env = child_environment({**SECRETS, **KEPT}, None)
+    assert env == KEPT
+
+
+def test_the_command_does_not_see_the_uploaders_secrets(monkeypatch):
+    for key, value in SECRETS.items():
+        monkeypatch.setenv(key, value)
+    out = run_gated(("env",))
+    for value in SECRETS.values():
+        assert value not in out
+    assert "PATH=" in out
+
+
+def test_under_sudo_the_command_runs_as_the_invoking_user():
+    if os.geteuid() != 0:
+        pytest.skip("needs root to change user")
+    run_as = invoking_user({"SUDO_UID": "65534", "SUDO_GID": "65534"})
+    nobody = pwd.getpwuid(65534)
+    assert run_as == RunAs(65534, 65534, tuple(os.getgrouplist(nobody.pw_name, 65534)),
+                           nobody.pw_name, nobody.pw_dir)
+    out = run_gated(("id -u; id -g; id -G; echo $HOME $USER $LOGNAME",), run_as).split("\n")
+    assert out[:3] == ["65534", "65534", " ".join(map(str, run_as.groups))]
+    assert out[3] == f"{nobody.pw_dir} {nobody.pw_name} {nobody.pw_name}"
+
+
+def test_who_the_command_runs_as():
+    if os.geteuid() != 0:
+        assert invoking_user({"SUDO_UID": "1000", "SUDO_GID": "1000"}) is None
+        return
+    assert invoking_user({}) is None  # root without sudo stays root, as pyroscope exec
+    assert invoking_user({"SUDO_UID": "0", "SUDO_GID": "0"}) is None
+    assert invoking_user({"SUDO_UID": "65534", "SUDO_GID": "65534"}, no_root_drop=True) is None
+    nameless = invoking_user({"SUDO_UID": "54321", "SUDO_GID": "54321"})
+    assert nameless == RunAs(54321, 54321, (54321,))
+    assert "HOME" not in child_environment({"HOME": "/root", "USER": "root"}, nameless)

@@ -1,0 +1,265 @@
+"""The recording file while it is written: private, exclusive, and readable up to the last
+complete drain window whatever kills the writer (SIGKILL, a full disk)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recording.errors import OutputError
+from recording.reader import iter_batches, read_table
+from recording.writer import StreamRecordingWriter, open_writer
+from tests.conftest import tool
+
+META = [{"record": "meta", "key": "schema_version", "value": "1"}]
+
+
+def window(i: int, samples: int = 3) -> list[dict]:
+    start, end = i * 1_000_000_000, (i + 1) * 1_000_000_000
+    rows = [{"record": "sample", "window_start_ns": start, "window_end_ns": end, "pid": 100 + j,
+             "comm": "w", "count": 1, "user_stack": [0x400000 + i, 0x401000 + j]}
+            for j in range(samples)]
+    rows.append({"record": "window", "window_start_ns": start, "window_end_ns": end,
+                 "count": samples})
+    return rows
+
+
+def windows_of(path: Path | str) -> list[int]:
+    return [r["window_start_ns"] // 1_000_000_000
+            for r in read_table(str(path)).to_pylist() if r["record"] == "window"]
+
+
+def partials(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.name.endswith(".partial"))
+
+
+def write(out: Path, n_windows: int) -> None:
+    w = open_writer(str(out))
+    w.write_rows(META)
+    for i in range(n_windows):
+        w.write_rows(window(i))
+        w.end_window()
+    w.close()
+
+
+def test_recording_and_partial_are_private(tmp_path):
+    """Recordings hold kernel addresses (a KASLR bypass): 0600, as perf.data."""
+    out = tmp_path / "run.parquet"
+    old = os.umask(0o022)
+    try:
+        w = open_writer(str(out))
+        w.write_rows(META + window(0))
+        w.end_window()
+        [partial] = partials(tmp_path)
+        assert stat.S_IMODE(partial.stat().st_mode) == 0o600
+        w.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert windows_of(out) == [0]
+    assert partials(tmp_path) == []
+
+
+def test_the_partial_name_is_unpredictable_and_names_its_recording(tmp_path):
+    out = tmp_path / "run.parquet"
+    names = set()
+    for _ in range(2):
+        w = open_writer(str(out))
+        [partial] = partials(tmp_path)
+        assert partial.name.startswith(".run.parquet.") and partial.name != ".run.parquet.partial"
+        names.add(partial.name)
+        w.close()
+    assert len(names) == 2
+
+
+def test_a_symlink_at_the_old_partial_name_is_not_followed(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    out = tmp_path / "run.parquet"
+    Path(f"{out}.partial").symlink_to(victim)
+    write(out, 2)
+    assert victim.read_text() == "precious"
+    assert windows_of(out) == [0, 1]
+
+
+def test_two_writers_with_the_same_out_do_not_corrupt_each_other(tmp_path):
+    out = tmp_path / "run.parquet"
+    a, b = open_writer(str(out)), open_writer(str(out))
+    for w, first in ((a, 0), (b, 10)):
+        w.write_rows(META + window(first))
+        w.end_window()
+    for w, second in ((a, 1), (b, 11)):
+        w.write_rows(window(second))
+        w.end_window()
+    a.close()
+    assert windows_of(out) == [0, 1]
+    b.close()
+    assert windows_of(out) == [10, 11]  # the last to finish wins, whole
+
+
+KILLED_WRITER = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+from recording.writer import open_writer
+from tests.unit.test_recording_partial import META, window
+w = open_writer(sys.argv[1])
+w.write_rows(META)
+for i in range(3):
+    w.write_rows(window(i))
+    w.end_window()
+w.write_rows(window(3))  # an open window: lost, as promised
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def killed_partial(tmp_path: Path) -> Path:
+    out = tmp_path / "run.parquet"
+    root = str(Path(__file__).resolve().parents[2])
+    r = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(out), root])
+    assert r.returncode == -signal.SIGKILL
+    assert not out.exists()
+    [partial] = partials(tmp_path)
+    return partial
+
+
+def test_sigkill_keeps_every_completed_window(tmp_path):
+    partial = killed_partial(tmp_path)
+    assert windows_of(partial) == [0, 1, 2]  # readers take the partial stream as it is
+
+
+def test_recover_turns_a_partial_into_a_parquet_recording(tmp_path):
+    partial = killed_partial(tmp_path)
+    r = subprocess.run([tool("ebpf-record"), "--recover", str(partial)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "run.parquet"  # the name the partial was for
+    assert out.read_bytes()[:4] == b"PAR1"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert windows_of(out) == [0, 1, 2]
+    assert f"recovered 3 windows from {partial} into {out}" in r.stderr
+    stats = [r for r in read_table(str(out)).to_pylist() if r["record"] == "stats"]
+    assert {(s["key"], s["value"]) for s in stats} >= {("stop_reason", "recovered")}
+    # an existing recording is not overwritten by a guessed name
+    again = subprocess.run([tool("ebpf-record"), "--recover", str(partial)],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 5 and "exists" in again.stderr and "--out" in again.stderr
+    other = tmp_path / "other.parquet"
+    r = subprocess.run([tool("ebpf-record"), "--recover", str(partial), "--out", str(other)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert windows_of(other) == [0, 1, 2]
+
+
+def test_a_batch_cut_short_is_dropped_with_one_note(tmp_path):
+    partial = killed_partial(tmp_path)
+    size = partial.stat().st_size
+    with open(partial, "r+b") as f:
+        f.truncate(size - 40)  # the third window's batch loses its end
+    r = subprocess.run([tool("ebpf-record"), "--recover", str(partial), "--out",
+                        str(tmp_path / "r.parquet")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    notes = [line for line in r.stderr.splitlines() if "cut short" in line]
+    assert len(notes) == 1, r.stderr
+    assert windows_of(tmp_path / "r.parquet") == [0, 1]
+
+
+def test_recover_refuses_what_is_not_a_partial_recording(tmp_path):
+    junk = tmp_path / ".run.parquet.abcdefgh.partial"
+    junk.write_bytes(b"PAR1")  # what the old recorder left after SIGKILL
+    r = subprocess.run([tool("ebpf-record"), "--recover", str(junk)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 3
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 1 MiB tmpfs: writes fail with ENOSPC once it is full."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {r.stderr.decode().strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def noisy_window(i: int, rng: random.Random) -> list[dict]:
+    """About 150 KB of incompressible stacks."""
+    rows = window(i, samples=0)
+    rows[:0] = [{"record": "sample", "window_start_ns": rows[-1]["window_start_ns"],
+                 "window_end_ns": rows[-1]["window_end_ns"], "pid": 1, "count": 1,
+                 "user_stack": [rng.getrandbits(63) for _ in range(60)]} for _ in range(300)]
+    return rows
+
+
+def test_disk_full_keeps_the_completed_windows_and_says_where(small_fs):
+    out = small_fs / "run.parquet"
+    rng = random.Random(1)
+    w = open_writer(str(out))
+    w.write_rows(META)
+    done = 0
+    with pytest.raises(OutputError) as err:
+        for i in range(100):
+            w.write_rows(noisy_window(i, rng))
+            w.end_window()
+            done += 1
+    assert done >= 2
+    [partial] = partials(small_fs)
+    message = str(err.value)
+    assert "disk full" in message and str(partial) in message and "--recover" in message
+    assert "\n" not in message
+    w.abort()
+    assert partials(small_fs) == [partial]  # kept: it holds the completed windows
+    assert windows_of(partial) == list(range(done))  # cut back to the last complete window
+
+
+def test_disk_full_before_any_window_leaves_nothing(small_fs):
+    filler = small_fs / "filler"
+    filler.write_bytes(b"\0" * ((1 << 20) - 4096))
+    out = small_fs / "run.parquet"
+    w = open_writer(str(out))
+    w.write_rows(META + noisy_window(0, random.Random(2)))
+    with pytest.raises(OutputError, match="disk full"):
+        w.end_window()
+    w.abort()
+    assert partials(small_fs) == []
+
+
+def test_an_aborted_writer_without_a_window_removes_its_partial(tmp_path):
+    w = open_writer(str(tmp_path / "run.parquet"))
+    w.write_rows(META)
+    w.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_stdout_is_an_output_error():
+    with open("/dev/full", "wb", buffering=0) as full:
+        w = StreamRecordingWriter(full)
+        w.write_rows(META + window(0))
+        with pytest.raises(OutputError, match="disk full"):
+            w.end_window()
+
+
+def test_readers_take_a_partial_as_a_stream(tmp_path):
+    partial = killed_partial(tmp_path)
+    assert sum(b.num_rows for b in iter_batches(str(partial))) == 1 + 3 * 4
+
+
+def test_abort_after_a_complete_close_keeps_nothing(tmp_path):
+    out = tmp_path / "run.parquet"
+    w = open_writer(str(out))
+    w.write_rows(META + window(0))
+    w.end_window()
+    w.close()
+    assert w.abort() is None
+    assert windows_of(out) == [0]
