@@ -80,7 +80,9 @@ struct key_t {
     char comm[TASK_COMM_LEN];
 };
 
-// Unwind rows: the contract with unwind/table.py (struct "<QihBB", 16 bytes).
+// Unwind rows: unwind/table.py's rules, in a compact 8-byte form (recorder/unwinder.py
+// converts): every CFA and rbp offset in Debian's libc, python3.11, libstdc++ and libLLVM is a
+// multiple of 8 and ELF addresses fit 32 bits, so half the kernel memory holds the same rows.
 #define CFA_UNDEFINED 0
 #define CFA_RSP 1
 #define CFA_RBP 2
@@ -93,12 +95,14 @@ struct key_t {
 #define RBP_UNDEFINED 2
 
 struct row_t {
-    u64 pc;
-    s32 cfa_offset;
-    s16 rbp_offset;
-    u8 cfa_rule;
-    u8 rbp_rule;
+    u32 pc;          // ELF address where the row starts to apply (the table's pc)
+    u16 cfa_offset8; // CFA offset / 8
+    u8 rules;        // cfa_rule | rbp_rule << 4
+    u8 rbp_offset8;  // (s8) rbp's save slot relative to the CFA / 8; CFA_PLT: the threshold
+                     // (u8 in the struct: bcc 0.26 has no ctype for `signed char`)
 };
+#define CFA_RULE(r) ((r)->rules & 15)
+#define RBP_RULE(r) ((r)->rules >> 4)
 
 // One executable mapping of a process; `bias` turns an address into the object's ELF address
 // (address - bias), and [table_start, table_start + table_len) are its rows in `unwind_rows`.
@@ -282,6 +286,8 @@ static __always_inline struct mapping_t *find_mapping(struct proc_t *proc, u64 p
 // The row that applies at `addr` (an ELF address): the last with row.pc <= addr.
 static __always_inline struct row_t *find_row(struct mapping_t *m, u64 addr)
 {
+    if (addr >> 32)
+        return NULL;  // beyond 32-bit ELF addresses: the loader gave such an object no table
     u32 lo = m->table_start, hi = m->table_start + m->table_len;
     u32 first = lo;
     for (int i = 0; i < ROW_SEARCH_STEPS; i++) {
@@ -340,19 +346,19 @@ static __always_inline int signal_step(struct state_t *st)
 
 static __always_inline int dwarf_step(struct state_t *st, struct row_t *row)
 {
-    u64 cfa;
-    switch (row->cfa_rule) {
+    u64 cfa, offset = (u64)row->cfa_offset8 * 8;
+    switch (CFA_RULE(row)) {
     case CFA_RSP:
-        cfa = st->sp + row->cfa_offset;
+        cfa = st->sp + offset;
         break;
     case CFA_RBP:
         if (!st->bp_known)
             return STOP_UNSUPPORTED;
-        cfa = st->bp + row->cfa_offset;
+        cfa = st->bp + offset;
         break;
     case CFA_PLT:
         // binutils' lazy PLT: 8 more bytes once the entry pushed its relocation index
-        cfa = st->sp + row->cfa_offset + (((st->pc & 15) >= (u64)row->rbp_offset) ? 8 : 0);
+        cfa = st->sp + offset + (((st->pc & 15) >= (u64)row->rbp_offset8) ? 8 : 0);
         break;
     case CFA_SIGNAL:
         return signal_step(st);
@@ -366,16 +372,16 @@ static __always_inline int dwarf_step(struct state_t *st, struct row_t *row)
     u64 ra;
     if (read_user(&ra, cfa - 8))  // x86-64 psABI: the return address sits just below the CFA
         return STOP_READ_FAULT;
-    if (row->rbp_rule == RBP_AT_CFA) {
+    if (RBP_RULE(row) == RBP_AT_CFA) {
         u64 bp;
-        if (read_user(&bp, cfa + row->rbp_offset))
+        if (read_user(&bp, cfa + (s64)(s8)row->rbp_offset8 * 8))
             return STOP_READ_FAULT;
         st->bp = bp;
         st->bp_known = 1;
-    } else if (row->rbp_rule != RBP_SAME) {
+    } else if (RBP_RULE(row) != RBP_SAME) {
         st->bp_known = 0;
     }
-    if (cfa <= st->sp && row->cfa_rule != CFA_PLT)
+    if (cfa <= st->sp && CFA_RULE(row) != CFA_PLT)
         return STOP_BAD_FRAME;  // the caller's frame must lie above this one
     st->sp = cfa;
     st->pc = ra;

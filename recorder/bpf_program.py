@@ -45,6 +45,8 @@ _KEY = struct.Struct("<IBBHiiQQ16s")
 _STACK_SIZE = 8 + 8 * MAX_STACK_DEPTH  # struct stack_t
 # struct mapping_t: start, end, bias, table_start, table_len
 MAPPING = struct.Struct("<QQQII")
+# struct row_t: pc, cfa_offset / 8, cfa_rule | rbp_rule << 4, rbp_offset / 8 (or PLT threshold)
+KERNEL_ROW = struct.Struct("<IHBb")
 
 
 class _Event(ctypes.Structure):
@@ -121,6 +123,7 @@ class ProfileProgram:
                 f"loading the BPF program failed ({str(exc).splitlines()[0]}); check that the "
                 "kernel has BPF and perf events and that kernel headers are installed"
             ) from None
+        release_compiler_memory()
         self.active = 0
         self.filter_pids = filter_pids
         lib = bcc.libbcc.lib
@@ -129,7 +132,8 @@ class ProfileProgram:
         self._stacks = [BatchDrainer(lib, self.bpf[f"stacks{i}"].map_fd, 8, _STACK_SIZE, 1024)
                         for i in (0, 1)]
         # The rows array is BPF_F_MMAPABLE: tables are copied in with one memcpy each.
-        self._rows = mmap.mmap(self.bpf["unwind_rows"].map_fd, rows_size * 16, mmap.MAP_SHARED,
+        self._rows = mmap.mmap(self.bpf["unwind_rows"].map_fd, rows_size * KERNEL_ROW.size,
+                               mmap.MAP_SHARED,
                                mmap.PROT_READ | mmap.PROT_WRITE)
         self._procs = self.bpf["procs"]
 
@@ -181,11 +185,11 @@ class ProfileProgram:
 
     # -- unwinder tables -------------------------------------------------------------------
     def write_rows(self, at: int, rows: bytes) -> None:
-        """Copy packed unwind rows (unwind/table.py) to rows [at, at + len(rows) / 16)."""
-        end = at * 16 + len(rows)
-        if at < 0 or end > self.rows_size * 16:
+        """Copy kernel-form rows (recorder/unwinder.kernel_rows) to [at, at + len / 8)."""
+        end = at * KERNEL_ROW.size + len(rows)
+        if at < 0 or end > self.rows_size * KERNEL_ROW.size:
             raise ValueError("unwind rows outside the array")
-        self._rows[at * 16:end] = rows
+        self._rows[at * KERNEL_ROW.size:end] = rows
 
     def set_mappings(self, tgid: int, mappings: list[MappingEntry]) -> None:
         """The process's executable mappings, sorted by start, for the BPF unwinder."""
@@ -244,3 +248,28 @@ class ProfileProgram:
         with contextlib.suppress(BufferError, ValueError):
             self._rows.close()
         self.bpf.cleanup()
+
+
+MADV_PAGEOUT = 21  # include/uapi/asm-generic/mman-common.h (Linux 5.4+)
+_COMPILER_LIBS = ("libLLVM", "libclang")
+
+
+def release_compiler_memory(maps: str = "/proc/self/maps") -> None:
+    """Give back what bcc's in-process clang/LLVM used to compile the program: freed heap
+    (malloc_trim) and the resident code pages of libLLVM and libclang-cpp (~80 MiB; clean file
+    pages, so MADV_PAGEOUT only drops them: they are read again if ever needed). Nothing after
+    the compile runs LLVM, so a long run keeps that much less RSS."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with contextlib.suppress(AttributeError, OSError):
+        libc.malloc_trim(0)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    try:
+        with open(maps) as f:
+            lines = f.readlines()
+    except OSError:
+        return
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 6 and any(lib in parts[5] for lib in _COMPILER_LIBS):
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            libc.madvise(start, end - start, MADV_PAGEOUT)  # a failure only keeps the pages

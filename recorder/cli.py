@@ -49,9 +49,10 @@ def build_parser() -> ArgumentParser:
                    help="how user stacks are unwound (perf's word): dwarf (default) from "
                    ".eh_frame tables in BPF, frame pointers where an object has none; fp: "
                    "frame pointers only")
-    p.add_argument("--unwind-table-rows", type=int, default=1 << 20, metavar="N",
-                   help="unwind table rows the kernel holds for all objects, 16 bytes each "
-                   "(default 1048576: 16 MiB); objects beyond it are walked by frame pointers")
+    p.add_argument("--unwind-table-rows", type=int, default=4 << 20, metavar="N",
+                   help="at most this many unwind table rows in the kernel, 8 bytes each "
+                   "(default 4194304: 32 MiB; sized below it from the objects mapped at "
+                   "start); objects beyond it are walked by frame pointers")
     p.add_argument("--include-idle", action="store_true", help="keep samples of the idle task")
     p.add_argument("--all-kallsyms", action="store_true",
                    help="store every kernel symbol, not only those frames fall in")
@@ -116,7 +117,7 @@ def report(s: Summary, opts: RecordOptions) -> None:
     if s.unwind:
         u = s.unwind
         print(f"{PROG}: unwind tables: {u['objects']:,} objects, {u['rows']:,} rows "
-              f"({u['rows'] * 16 / 2**20:.1f} of {u['rows_capacity'] * 16 / 2**20:.0f} MiB)"
+              f"({u['rows'] * 8 / 2**20:.1f} of {u['rows_capacity'] * 8 / 2**20:.0f} MiB)"
               + (f"; {u['objects_without_table']:,} objects without a table"
                  if u["objects_without_table"] else ""), file=sys.stderr)
         if u["objects_over_capacity"]:

@@ -34,9 +34,10 @@ class RecordOptions:
     call_graph: str = "dwarf"
     """User stacks: "dwarf" unwinds in BPF from .eh_frame tables, with frame pointers where an
     object has none; "fp" uses the kernel's frame-pointer walk only (perf --call-graph)."""
-    unwind_table_rows: int = 1 << 20
-    """Rows of unwind tables the kernel holds for all objects (16 bytes each); objects that
-    do not fit are walked by frame pointers."""
+    unwind_table_rows: int = 4 << 20
+    """Ceiling of the unwind rows the kernel holds for all objects (8 bytes each); the array
+    is sized below it from the objects the targets map at start; objects that do not fit
+    are walked by frame pointers."""
     include_idle: bool = False
     """Keep samples of the idle task (pid 0)."""
     all_kallsyms: bool = False

@@ -115,6 +115,10 @@ def snapshot(pid: int, proc: str = "/proc") -> ProcessSnapshot:
     return snap
 
 
+def all_pids(proc: str = "/proc") -> list[int]:
+    return [int(name) for name in os.listdir(proc) if name.isdigit()]
+
+
 def descendants(roots: set[int], proc: str = "/proc") -> set[int]:
     """Processes whose parent chain reaches one of `roots` (the roots excluded)."""
     parent: dict[int, int] = {}

@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from recorder import kheaders
@@ -23,10 +24,10 @@ from recorder.bpf_program import (
 from recorder.kernel import KernelSymbols, kernel_build_id, module_rows, read_vdso
 from recorder.objects import ObjectRegistry
 from recorder.options import RecordOptions
-from recorder.procfs import descendants, is_running
+from recorder.procfs import all_pids, descendants, is_running
 from recorder.snapshots import ProcessTracker
 from recorder.targets import GatedCommand, Target
-from recorder.unwinder import KernelTables
+from recorder.unwinder import KernelTables, estimate_rows, table_capacity
 from recording.cli import is_terminal
 from recording.errors import EnvironmentProblem, OutputError
 from recording.schema import SCHEMA_VERSION
@@ -108,8 +109,8 @@ class Recorder:
         if headers_note:
             summary.notes.append(headers_note)
             print(f"ebpf-record: {headers_note}", file=sys.stderr)
-        program = ProfileProgram(opts, filter_pids=self.target.mode != "system",
-                                 rows_size=opts.unwind_table_rows)
+        rows = self._unwind_rows() if opts.call_graph == "dwarf" else 1
+        program = ProfileProgram(opts, filter_pids=self.target.mode != "system", rows_size=rows)
         summary.stack_entries = program.stack_entries
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT,
                                                                        signal.SIGTERM)}
@@ -119,7 +120,8 @@ class Recorder:
             writer = open_writer(opts.out)
             ksyms = KernelSymbols.load()
             vdso = read_vdso()
-            tables = (KernelTables(program, TableCache(), opts.unwind_table_rows)
+            # tables go to the kernel once, so a small memory cache is enough (keeps RSS low)
+            tables = (KernelTables(program, TableCache(capacity=4), rows)
                       if program.dwarf else None)
             tracker = ProcessTracker(ObjectRegistry(), vdso,
                                      on_snapshot=tables.set_process if tables else None)
@@ -260,6 +262,18 @@ class Recorder:
                 if self.progress:
                     print(file=sys.stderr)
                 return
+
+    def _unwind_rows(self) -> int:
+        """The kernel's unwind row array, sized from the objects the targets map now."""
+        ceiling = self.opts.unwind_table_rows
+        if self.target.mode == "command":
+            return table_capacity(ceiling // 4, ceiling)  # what it will map is unknown yet
+        if self.target.mode == "pid":
+            pids: Iterable[int] = set(self.target.pids) | descendants(set(self.target.pids))
+        else:
+            pids = all_pids()
+        estimate, _ = estimate_rows(pids)
+        return table_capacity(estimate, ceiling)
 
     def _describe(self) -> str:
         if self.target.mode == "command":

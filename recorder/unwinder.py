@@ -16,14 +16,80 @@ import os
 import queue
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from recorder.bpf_program import MappingEntry, ProfileProgram
+from recorder.bpf_program import KERNEL_ROW, MappingEntry, ProfileProgram
 from recorder.objects import ObjectFacts
-from recorder.procfs import Mapping, is_running
-from recording.elf import LoadSegment, vaddr_of_offset
+from recorder.procfs import Mapping, is_running, read_exec_mappings
+from recording.elf import ElfError, LoadSegment, read_elf_info, vaddr_of_offset
+from recording.untrusted import file_size, open_regular
 from unwind.cache import TableCache
-from unwind.table import UnwindTable
+from unwind.table import CFA_PLT, CFA_UNSUPPORTED, RBP_AT_CFA, RBP_UNDEFINED, ROW, UnwindTable
+
+# Rows per byte of CFI: Debian's libc has 150 KB of .eh_frame for 28k rows, python3.11 401 KB
+# for 65k, libLLVM 950k rows: 5-6 bytes per row; 4 overestimates a little, as a size should.
+CFI_BYTES_PER_ROW = 4
+MIN_ROWS = 256 << 10
+
+
+def estimate_rows(pids: Iterable[int], proc: str = "/proc") -> tuple[int, int]:
+    """(rows, objects): the unwind rows the executable objects these processes map would need,
+    from the size of their .eh_frame/.debug_frame (section headers only, no table built), so
+    the kernel's row array can be sized before the BPF program is compiled."""
+    seen: set[tuple[str, int]] = set()
+    rows = 0
+    for pid in pids:
+        try:
+            mappings = read_exec_mappings(f"{proc}/{pid}/maps")
+        except OSError:
+            continue  # exited, or a kernel thread
+        for m in mappings:
+            if not m.is_file or (m.dev, m.inode) in seen:
+                continue
+            seen.add((m.dev, m.inode))
+            try:
+                with open_regular(f"{proc}/{pid}/map_files/{m.map_files_name}") as f:
+                    info = read_elf_info(f, file_size(f), want_sections=True)
+            except (OSError, ElfError, ValueError):
+                continue
+            cfi = info.section(".eh_frame") or info.section(".debug_frame")
+            if cfi is not None:
+                rows += cfi.size // CFI_BYTES_PER_ROW
+    return rows, len(seen)
+
+
+def table_capacity(estimate: int, ceiling: int) -> int:
+    """Rows for the kernel's array: what the running processes need, doubled for the objects
+    that later processes bring, within the --unwind-table-rows ceiling."""
+    return max(min(MIN_ROWS, ceiling), min(ceiling, 2 * estimate + MIN_ROWS))
+
+
+# One object may take at most this share of the rows, so that a giant (libLLVM: ~950k rows)
+# cannot leave every other object of the host to frame pointers.
+MAX_OBJECT_SHARE = 0.5
+
+
+def kernel_rows(rows: bytes) -> bytes:
+    """unwind/table.py's 16-byte rows in bpf/profile.c's 8-byte struct row_t. An offset that
+    the compact form cannot hold (not a multiple of 8, beyond 512 KiB) or an address beyond
+    32 bits becomes CFA_UNSUPPORTED for the BPF unwinder (none occur in Debian's objects)."""
+    out = bytearray(len(rows) // ROW.size * KERNEL_ROW.size)
+    pack = KERNEL_ROW.pack_into
+    at = 0
+    for pc, cfa, rbp, cfa_rule, rbp_rule in ROW.iter_unpack(rows):
+        if pc >> 32 or cfa < 0 or cfa & 7 or cfa >> 19:
+            cfa_rule, cfa = CFA_UNSUPPORTED, 0
+        if cfa_rule == CFA_PLT:
+            slot = rbp  # the PLT threshold, not an rbp offset
+        elif rbp_rule == RBP_AT_CFA and not rbp & 7 and -1024 <= rbp < 1024:
+            slot = rbp >> 3
+        else:
+            rbp_rule = RBP_UNDEFINED if rbp_rule == RBP_AT_CFA else rbp_rule
+            slot = 0
+        pack(out, at, pc & 0xFFFFFFFF, cfa >> 3, cfa_rule | rbp_rule << 4, slot)
+        at += KERNEL_ROW.size
+    return bytes(out)
 
 
 @dataclass
@@ -98,6 +164,8 @@ class KernelTables:
                 self._queue.task_done()
 
     def _load(self, pid: int, mappings: list[tuple[Mapping, ObjectFacts | None]]) -> None:
+        if pid == os.getpid():
+            return  # our own frames (bcc's libLLVM) would cost a million rows: FP is enough
         entries = []
         for m, facts in mappings:
             if facts is None or not facts.phdrs:
@@ -123,12 +191,13 @@ class KernelTables:
         if table is None or table.count == 0:
             where = (0, 0)
             self.stats.objects_without_table += 1
-        elif self._next + table.count > self.capacity:
+        elif (self._next + table.count > self.capacity
+              or table.count > self.capacity * MAX_OBJECT_SHARE):
             where = (0, 0)
             self.stats.objects_over_capacity += 1
         else:
             where = (self._next, table.count)
-            self._program.write_rows(self._next, table.rows)
+            self._program.write_rows(self._next, kernel_rows(table.rows))
             self._next += table.count
             self.stats.objects_loaded += 1
             self.stats.rows_loaded += table.count
