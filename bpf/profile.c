@@ -144,6 +144,8 @@ struct state_t {
 struct event_t {
     u32 tgid;
     u32 reason;
+    u32 ppid;  // EV_NEW: the parent that forked it since the recorder started, else 0
+    u32 pad;
 };
 
 BPF_HASH(counts0, struct key_t, u64, COUNTS_SIZE);
@@ -163,6 +165,10 @@ BPF_HASH(targets, u32, u8, 65536);
 // first sample (or first sample after exec), not at the next drain: a process that lives
 // 200 ms must still symbolize after it exits.
 BPF_HASH(seen, u32, u8, 65536);
+// child tgid -> parent tgid, from fork until exec or exit: a child that forked without exec
+// (a subshell, a pre-fork worker) runs its parent's mappings, so the recorder can snapshot it
+// from its parent even when it is gone before its own /proc could be read.
+BPF_HASH(parents, u32, u32, 65536);
 BPF_PERF_OUTPUT(events);
 // Unwind tables of every loaded object, back to back; user space writes them through mmap.
 BPF_F_TABLE("array", u32, struct row_t, unwind_rows, ROWS_SIZE, BPF_F_MMAPABLE);
@@ -472,6 +478,9 @@ int on_sample(struct bpf_perf_event_data *ctx)
     }
     if (reason) {
         struct event_t ev = {.tgid = tgid, .reason = reason};
+        u32 *parent = reason == EV_NEW ? parents.lookup(&tgid) : NULL;
+        if (parent)
+            ev.ppid = *parent;
         events.perf_submit(ctx, &ev, sizeof(ev));
     }
 
@@ -543,6 +552,7 @@ TRACEPOINT_PROBE(task, task_newtask)
     u32 parent = bpf_get_current_pid_tgid() >> 32;
     u32 child = args->pid;
     seen.delete(&child);
+    parents.update(&child, &parent);
     struct proc_t *p = procs.lookup(&parent);
     if (p)
         procs.update(&child, p);
@@ -562,6 +572,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     u8 reason = EV_EXEC;
     seen.update(&tgid, &reason);
     procs.delete(&tgid);
+    parents.delete(&tgid);  // its mappings are its own now
     return 0;
 }
 
@@ -576,6 +587,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         return 0;
     seen.delete(&tgid);
     procs.delete(&tgid);
+    parents.delete(&tgid);
 #if FILTER_PIDS
     targets.delete(&tgid);
 #endif

@@ -50,7 +50,8 @@ KERNEL_ROW = struct.Struct("<IHBb")
 
 
 class _Event(ctypes.Structure):
-    _fields_ = [("tgid", ctypes.c_uint32), ("reason", ctypes.c_uint32)]
+    _fields_ = [("tgid", ctypes.c_uint32), ("reason", ctypes.c_uint32),
+                ("ppid", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
 
 
 @dataclass(frozen=True)
@@ -163,10 +164,11 @@ class ProfileProgram:
         for pid in pids:
             targets[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
 
-    def open_events(self, on_event: Callable[[int, int], None]) -> None:
+    def open_events(self, on_event: Callable[[int, int, int], None]) -> None:
+        """on_event(tgid, reason, ppid): ppid is the forking parent for EV_NEW, else 0."""
         def handle(_cpu, data, _size):
             ev = ctypes.cast(data, ctypes.POINTER(_Event)).contents
-            on_event(ev.tgid, ev.reason)
+            on_event(ev.tgid, ev.reason, ev.ppid)
 
         self.bpf["events"].open_perf_buffer(handle, page_cnt=16)
 

@@ -128,6 +128,11 @@ def report(s: Summary, opts: RecordOptions) -> None:
         print(f"{PROG}: warning: {s.lost_user_stacks + s.lost_kernel_stacks:,} stacks lost to "
               f"a full stack map; raise --stack-storage-size (now "
               f"{s.stack_entries})", file=sys.stderr)
+    if s.without_mapping:
+        share = 100.0 * s.without_mapping / max(1, s.samples)
+        print(f"{PROG}: {s.without_mapping:,} samples ({share:.1f}%) have a user leaf that no "
+              "recorded mapping covers (processes that exited before their mappings were "
+              "read): they cannot be symbolized", file=sys.stderr)
     if s.targets_full:
         print(f"{PROG}: warning: {s.targets_full:,} child processes were not followed: the "
               "target map (65,536 live processes) was full", file=sys.stderr)

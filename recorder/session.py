@@ -51,6 +51,7 @@ class Summary:
     lost_kernel_stacks: int = 0
     dropped_counts_full: int = 0
     targets_full: int = 0
+    without_mapping: int = 0  # samples whose user leaf no recorded mapping covers
     stack_entries: int = 0
     unwind: dict[str, int] = field(default_factory=dict)  # KernelTables.summary()
     seen_full: int = 0
@@ -89,8 +90,11 @@ class Recorder:
         # read their maps at the next drain; with the BPF unwinder, at once (frames in a
         # library dlopen'ed since the last snapshot have no table until it is read)
         self.dirty: set[int] = set()
+        self.forked_from: dict[int, int] = {}  # new pid -> the parent it forked from
 
-    def _on_event(self, tgid: int, reason: int) -> None:
+    def _on_event(self, tgid: int, reason: int, ppid: int = 0) -> None:
+        if ppid:
+            self.forked_from[tgid] = ppid
         batch = reason == EV_MMAP and self.opts.call_graph != "dwarf"
         (self.dirty if batch else self.pending).add(tgid)
 
@@ -294,7 +298,8 @@ class Recorder:
     def _observe_pending(self, tracker: ProcessTracker) -> list[dict]:
         rows: list[dict] = []
         while self.pending:
-            rows.extend(tracker.observe(self.pending.pop()))
+            pid = self.pending.pop()
+            rows.extend(tracker.observe(pid, self.forked_from.pop(pid, None)))
         return rows
 
     def _finished(self, deadline: float | None) -> bool:
@@ -318,16 +323,21 @@ class Recorder:
         kaddrs: set[int] = set()
         now = time.time()
         for c in counts:
-            if c.tgid not in tracker.known:
-                rows.extend(tracker.observe(c.tgid))  # its event was lost or not yet handled
+            if c.tgid not in tracker.known:  # its event was lost or not yet handled
+                rows.extend(tracker.observe(c.tgid, self.forked_from.pop(c.tgid, None)))
             tracker.sampled(c.tgid, now)
             kaddrs.update(c.kernel_stack)
         rows.extend(ksyms.rows_for(kaddrs))
         total = 0
+        # JIT code named since the last read, before the samples that need it (a stream
+        # reader symbolizes each window as it arrives)
+        rows.extend(tracker.perfmap_rows_for({c.tgid for c in counts}))
         unwinders = summary.unwinders
         for c in counts:
             total += c.count
             unwinders[c.user_unwinder] += c.count
+            if c.user_stack and not tracker.covers(c.tgid, c.user_stack[0]):
+                summary.without_mapping += c.count
             rows.append({
                 "record": "sample", "window_start_ns": start_ns, "window_end_ns": end_ns,
                 "pid": c.tgid, "comm": c.comm, "count": c.count,
@@ -363,6 +373,7 @@ class Recorder:
             "lost_kernel_stacks": s.lost_kernel_stacks,
             "dropped_samples_counts_full": s.dropped_counts_full,
             "targets_full": s.targets_full, "seen_full": s.seen_full,
+            "samples_without_mapping": s.without_mapping,
             "call_graph": self.opts.call_graph,
             **{f"unwind_{k}": v for k, v in s.unwind.items()},
             **{f"samples_unwound_{k}": v for k, v in sorted(_named(s.unwinders))},

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from recorder import procfs
 from recorder.objects import ObjectFacts, ObjectRegistry
@@ -30,6 +31,12 @@ class _Known:
     seq: int
     key: tuple
     has_anon_exec: bool
+    starts: list[int] = field(default_factory=list)  # sorted mapping starts, with ends
+    ends: list[int] = field(default_factory=list)
+
+    def covers(self, addr: int) -> bool:
+        i = bisect.bisect_right(self.starts, addr) - 1
+        return i >= 0 and addr < self.ends[i]
 
 
 class ProcessTracker:
@@ -47,12 +54,23 @@ class ProcessTracker:
     def __len__(self) -> int:
         return len(self.known)
 
-    def observe(self, pid: int) -> list[dict]:
-        """Rows for a new process, or for one whose executable mappings changed."""
+    def observe(self, pid: int, forked_from: int | None = None) -> list[dict]:
+        """Rows for a new process, or for one whose executable mappings changed.
+
+        forked_from: the parent a new process forked from without exec (the BPF program
+        knows it). If the child is gone before its /proc could be read, it still ran its
+        parent's mappings: it gets its parent's current ones, recorded as inherited."""
         snap = procfs.snapshot(pid, self.proc)
         prev = self.known.get(pid)
         if snap.reason and prev is not None:
             return []  # exited: the snapshot we have stays valid for its samples
+        if snap.reason and forked_from:
+            parent = procfs.snapshot(forked_from, self.proc)
+            if not parent.reason:
+                parent.pid, parent.ppid = pid, forked_from
+                parent.reason = (f"inherited from parent {forked_from} (fork without exec; "
+                                 "the child exited before its own mappings were read)")
+                snap = parent
         key = snap.exec_key()
         if prev is not None and prev.key == key:
             return []
@@ -60,7 +78,8 @@ class ProcessTracker:
         self._next_seq[pid] = seq + 1
         self._last_sampled[pid] = time.time()  # it is observed because it was just sampled
         has_anon = any(not m.path for m in snap.mappings)
-        self.known[pid] = _Known(seq, key, has_anon)
+        spans = sorted((m.start, m.end) for m in snap.mappings)
+        self.known[pid] = _Known(seq, key, has_anon, [s for s, _ in spans], [e for _, e in spans])
         rows = self._rows(snap, seq)
         if self.on_snapshot is not None:
             ids = [r.get("object_id") for r in rows if r["record"] == "mapping"]
@@ -101,6 +120,20 @@ class ProcessTracker:
         (recorder/perfmap.py: the file belongs to the process's user and is not trusted)."""
         return self.perfmaps.read_new(pid)
 
+    def perfmap_rows_for(self, pids: Iterable[int]) -> list[dict]:
+        """New perf-map lines of those of `pids` that have anonymous executable memory."""
+        rows: list[dict] = []
+        for pid in pids:
+            k = self.known.get(pid)
+            if k is not None and k.has_anon_exec:
+                rows.extend(self.perfmap_rows(pid))
+        return rows
+
+    def covers(self, pid: int, addr: int) -> bool:
+        """Whether the pid's latest snapshot has a mapping at addr."""
+        k = self.known.get(pid)
+        return k is not None and k.covers(addr)
+
     def sampled(self, pid: int, now: float) -> None:
         self._last_sampled[pid] = now
 
@@ -116,8 +149,4 @@ class ProcessTracker:
         return idle
 
     def final_perfmap_rows(self) -> list[dict]:
-        rows = []
-        for pid, k in self.known.items():
-            if k.has_anon_exec:
-                rows.extend(self.perfmap_rows(pid))
-        return rows
+        return self.perfmap_rows_for(list(self.known))

@@ -143,8 +143,10 @@ def test_command_mode_records_build_ids_phdrs_and_design_profile(fixture_bins, t
 
 def test_command_exit_code_and_children_are_followed(fixture_bins, tmp_path):
     out = tmp_path / "run.parquet"
-    r = record(["--out", str(out), "--", str(fixture_bins / "workload-nopie"), "2", "children"],
-               env={**os.environ, "WORKLOAD_EXIT": "3"})
+    # a fixed amount of work (~2 s of CPU per process), so a loaded machine does not thin out
+    # the samples that the shares are computed from
+    r = record(["--out", str(out), "--", str(fixture_bins / "workload-nopie"), "0", "children"],
+               env={**os.environ, "WORKLOAD_EXIT": "3", "WORKLOAD_ROUNDS": "800"})
     assert r.returncode == 3, r.stderr
     pids = {s["pid"] for s in rows(out, "sample")}
     assert len(pids) == 3  # the parent and its two forked children
