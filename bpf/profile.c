@@ -32,6 +32,7 @@
 //   CALL_GRAPH_DWARF          1: .eh_frame unwinding with frame-pointer fallback; 0: the
 //                             kernel's frame-pointer walk (perf --call-graph fp)
 //   ROWS_SIZE, PROCS_SIZE     unwind rows (all objects) and processes with mapping lists
+//   MAX_OBJECTS               objects the recorder can index in `wanted`
 #include <uapi/linux/ptrace.h>
 #include <uapi/linux/bpf_perf_event.h>
 #include <linux/sched.h>
@@ -112,7 +113,10 @@ struct mapping_t {
     u64 bias;
     u32 table_start;
     u32 table_len;
+    u32 object;  // index in `wanted`; NO_OBJECT for anonymous memory
+    u32 pad;
 };
+#define NO_OBJECT 0xffffffff
 
 struct proc_t {
     u32 count;   // mappings used, sorted by start
@@ -173,6 +177,12 @@ BPF_PERF_OUTPUT(events);
 // Unwind tables of every loaded object, back to back; user space writes them through mmap.
 BPF_F_TABLE("array", u32, struct row_t, unwind_rows, ROWS_SIZE, BPF_F_MMAPABLE);
 BPF_F_TABLE("hash", u32, struct proc_t, procs, PROCS_SIZE, BPF_F_NO_PREALLOC);
+// object index -> 1 once a frame needed the object's table and it was not loaded: user space
+// loads tables on demand, as the OpenTelemetry profiler does, so the rows go to the code that
+// runs, not to every large library a process maps (libLLVM, libarrow: a million rows each).
+// (u64 values: an mmap-able array lays its elements out 8 bytes apart anyway, kernel/bpf/
+// arraymap.c rounds elem_size up to 8)
+BPF_F_TABLE("array", u32, u64, wanted, MAX_OBJECTS, BPF_F_MMAPABLE);
 BPF_PROG_ARRAY(progs, 1);
 
 #define STAT_SAMPLES 0
@@ -409,8 +419,15 @@ static __always_inline int unwind_frame(struct state_t *st, struct proc_t *proc)
     st->hash = mix(st->hash, st->pc);
 
     struct mapping_t *m = proc ? find_mapping(proc, st->pc) : NULL;
-    if (m == NULL || m->table_len == 0)
+    if (m == NULL)
         return fp_step(st);
+    if (m->table_len == 0) {
+        u32 object = m->object;
+        u64 *want = wanted.lookup(&object);
+        if (want && *want == 0)
+            *want = 1;
+        return fp_step(st);
+    }
     // A return address points after the call; the call itself (pc - 1) is what the CFI
     // of the calling function covers (a call at a function's end would otherwise be looked
     // up in the next function).

@@ -43,8 +43,10 @@ STOP_NAMES = ("none", "entry", "fp-end", "depth", "read-fault", "unsupported", "
 # stack hashes, comm.
 _KEY = struct.Struct("<IBBHiiQQ16s")
 _STACK_SIZE = 8 + 8 * MAX_STACK_DEPTH  # struct stack_t
-# struct mapping_t: start, end, bias, table_start, table_len
-MAPPING = struct.Struct("<QQQII")
+# struct mapping_t: start, end, bias, table_start, table_len, object, pad
+MAPPING = struct.Struct("<QQQIIII")
+NO_OBJECT = 0xFFFFFFFF
+MAX_OBJECTS = 1 << 16
 # struct row_t: pc, cfa_offset / 8, cfa_rule | rbp_rule << 4, rbp_offset / 8 (or PLT threshold)
 KERNEL_ROW = struct.Struct("<IHBb")
 
@@ -75,7 +77,8 @@ class MappingEntry:
     end: int
     bias: int  # address - bias = ELF address in the object
     table_start: int = 0
-    table_len: int = 0  # 0: no unwind table, frame pointers are used
+    table_len: int = 0  # 0: no unwind table (yet), frame pointers are used
+    object: int = NO_OBJECT  # index in `wanted`: the BPF program asks for its table there
 
 
 def import_bcc():
@@ -108,6 +111,7 @@ class ProfileProgram:
             f"-DCALL_GRAPH_DWARF={1 if self.dwarf else 0}",
             f"-DROWS_SIZE={rows_size}",
             f"-DPROCS_SIZE={procs_size}",
+            f"-DMAX_OBJECTS={MAX_OBJECTS}",
             # TRACEPOINT_PROBE declares its args struct in the parameter list; clang warns.
             "-Wno-visibility",
         ]
@@ -137,6 +141,9 @@ class ProfileProgram:
                                mmap.MAP_SHARED,
                                mmap.PROT_READ | mmap.PROT_WRITE)
         self._procs = self.bpf["procs"]
+        # one u64 per object: 0 unasked, 1 asked by a frame, 2 answered
+        self.wanted = mmap.mmap(self.bpf["wanted"].map_fd, MAX_OBJECTS * 8, mmap.MAP_SHARED,
+                                mmap.PROT_READ | mmap.PROT_WRITE)
 
     def attach(self, sample_rate: int) -> None:
         bcc = self._bcc
@@ -198,7 +205,8 @@ class ProfileProgram:
         ms = sorted(mappings, key=lambda m: m.start)[:MAX_MAPPINGS]
         leaf = self._procs.Leaf()
         raw = struct.pack("<II", len(ms), 0) + b"".join(
-            MAPPING.pack(m.start, m.end, m.bias, m.table_start, m.table_len) for m in ms)
+            MAPPING.pack(m.start, m.end, m.bias, m.table_start, m.table_len, m.object, 0)
+            for m in ms)
         ctypes.memmove(ctypes.addressof(leaf), raw, len(raw))
         self._procs[ctypes.c_uint32(tgid)] = leaf
 
@@ -249,6 +257,7 @@ class ProfileProgram:
     def close(self) -> None:
         with contextlib.suppress(BufferError, ValueError):
             self._rows.close()
+            self.wanted.close()
         self.bpf.cleanup()
 
 

@@ -7,6 +7,7 @@ mount namespace (containers). /proc/PID/root/PATH is the fallback where map_file
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from collections.abc import Callable
@@ -95,9 +96,18 @@ class ObjectRegistry:
         """(object_id, facts to write if this object is new to the recording)."""
         key = (m.dev, m.inode, m.path)
         known = self._ids.get(key)
+        if known is None and m.build_id is not None and m.build_id in self.facts:
+            known = m.build_id  # read before under its device and inode
         if known is not None:
             return known, None
         facts = self._read(pid, m)
+        if facts.build_id is None and m.build_id is not None and facts.reason:
+            # The process is gone, its mapping known from a kernel mmap record by build ID:
+            # the file at that path in our own root, if its build ID is the one the kernel
+            # read (so a path that means another file here is never used), else the build ID
+            # alone (a symbolizer with the object's debug file can still name it).
+            facts = self._read_by_build_id(m) or dataclasses.replace(
+                facts, object_id=m.build_id, build_id=m.build_id)
         self._ids[key] = facts.object_id
         self.facts.setdefault(facts.object_id, facts)
         if facts.object_id in self._emitted:
@@ -111,6 +121,21 @@ class ObjectRegistry:
         self._emitted.add(facts.object_id)
         self.facts.setdefault(facts.object_id, facts)
         return True
+
+    def _read_by_build_id(self, m: Mapping) -> ObjectFacts | None:
+        try:
+            fd = os.open(m.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            with open(fd, "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    return None
+                info = read_elf_info(f, st.st_size, want_sections=False)
+        except (OSError, ElfError, ValueError):
+            return None
+        if info.build_id != m.build_id:
+            return None
+        return facts_from_info(info, m.path, f"{os.major(st.st_dev):02x}:"
+                               f"{os.minor(st.st_dev):02x}", st.st_ino)
 
     def _read(self, pid: int, m: Mapping) -> ObjectFacts:
         errors = []

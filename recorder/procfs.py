@@ -19,6 +19,9 @@ class Mapping:
     dev: str
     inode: int
     path: str
+    # from a kernel mmap record (recorder/mmap_events.py) that named the object by build ID
+    # instead of device and inode
+    build_id: str | None = None
 
     @property
     def map_files_name(self) -> str:
@@ -28,7 +31,7 @@ class Mapping:
 
     @property
     def is_file(self) -> bool:
-        return self.inode != 0 and self.path.startswith("/")
+        return (self.inode != 0 or self.build_id is not None) and self.path.startswith("/")
 
 
 @dataclass

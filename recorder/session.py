@@ -22,6 +22,7 @@ from recorder.bpf_program import (
     StackCount,
 )
 from recorder.kernel import KernelSymbols, kernel_build_id, module_rows, read_vdso
+from recorder.mmap_events import MmapTracker
 from recorder.objects import ObjectRegistry
 from recorder.options import RecordOptions
 from recorder.procfs import all_pids, descendants, is_running
@@ -52,6 +53,7 @@ class Summary:
     dropped_counts_full: int = 0
     targets_full: int = 0
     without_mapping: int = 0  # samples whose user leaf no recorded mapping covers
+    mmap_records_lost: int = 0
     stack_entries: int = 0
     unwind: dict[str, int] = field(default_factory=dict)  # KernelTables.summary()
     seen_full: int = 0
@@ -91,6 +93,8 @@ class Recorder:
         # library dlopen'ed since the last snapshot have no table until it is read)
         self.dirty: set[int] = set()
         self.forked_from: dict[int, int] = {}  # new pid -> the parent it forked from
+        self.mmaps: MmapTracker | None = None
+        self.tables: KernelTables | None = None
 
     def _on_event(self, tgid: int, reason: int, ppid: int = 0) -> None:
         if ppid:
@@ -127,8 +131,11 @@ class Recorder:
             # tables go to the kernel once, so a small memory cache is enough (keeps RSS low)
             tables = (KernelTables(program, TableCache(capacity=4), rows)
                       if program.dwarf else None)
+            self.tables = tables
+            self.mmaps = self._open_mmap_tracking(summary)
             tracker = ProcessTracker(ObjectRegistry(), vdso,
-                                     on_snapshot=tables.set_process if tables else None)
+                                     on_snapshot=tables.set_process if tables else None,
+                                     mmaps=self.mmaps)
             writer.write_rows(self._meta_rows(headers_note))
             writer.write_rows(module_rows())
             if opts.all_kallsyms:
@@ -161,6 +168,9 @@ class Recorder:
             if tables is not None:
                 tables.close()
                 summary.unwind = tables.summary()
+            if self.mmaps is not None:
+                summary.mmap_records_lost = self.mmaps.lost
+                self.mmaps.close()
             stats = program.stats()
             program.close()
             (summary.samples, summary.lost_user_stacks, summary.lost_kernel_stacks,
@@ -255,7 +265,8 @@ class Recorder:
                 if now >= next_forget:
                     for pid in tracker.forget_idle(now, IDLE_FORGET_SECONDS):
                         program.mark_unseen(pid)  # its next sample sends a new event
-                        program.forget_process(pid)  # and a new mapping list
+                        if self.tables is not None:
+                            self.tables.forget(pid)  # and a new mapping list
                     next_forget = now + IDLE_FORGET_SECONDS
                 if self.progress:
                     # (file size is not shown: Parquet row groups are written every 50k rows)
@@ -295,7 +306,19 @@ class Recorder:
             ends.append("stops when the target exits")
         return ", ".join([*ends, "Ctrl-C to stop"])
 
+    def _open_mmap_tracking(self, summary: Summary) -> MmapTracker | None:
+        try:
+            return MmapTracker()
+        except OSError as exc:
+            note = (f"no mmap tracking ({exc.strerror}): processes that exit within "
+                    "milliseconds may lack mappings")
+            summary.notes.append(note)
+            print(f"ebpf-record: {note}", file=sys.stderr)
+            return None
+
     def _observe_pending(self, tracker: ProcessTracker) -> list[dict]:
+        if self.mmaps is not None:
+            self.mmaps.poll()  # the kernel's mmap records first: for processes already gone
         rows: list[dict] = []
         while self.pending:
             pid = self.pending.pop()
@@ -374,6 +397,7 @@ class Recorder:
             "dropped_samples_counts_full": s.dropped_counts_full,
             "targets_full": s.targets_full, "seen_full": s.seen_full,
             "samples_without_mapping": s.without_mapping,
+            "mmap_records_lost": s.mmap_records_lost,
             "call_graph": self.opts.call_graph,
             **{f"unwind_{k}": v for k, v in s.unwind.items()},
             **{f"samples_unwound_{k}": v for k, v in sorted(_named(s.unwinders))},

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from recorder import procfs
+from recorder.mmap_events import MmapTracker
 from recorder.objects import ObjectFacts, ObjectRegistry
 from recorder.perfmap import PerfMapReader
 from recorder.procfs import Mapping, ProcessSnapshot
@@ -41,9 +42,11 @@ class _Known:
 
 class ProcessTracker:
     def __init__(self, objects: ObjectRegistry, vdso: ObjectFacts | None,
-                 proc: str = "/proc", on_snapshot: SnapshotHook | None = None) -> None:
+                 proc: str = "/proc", on_snapshot: SnapshotHook | None = None,
+                 mmaps: MmapTracker | None = None) -> None:
         self.objects = objects
         self.on_snapshot = on_snapshot
+        self.mmaps = mmaps
         self.vdso = vdso
         self.proc = proc
         self.known: dict[int, _Known] = {}
@@ -71,6 +74,8 @@ class ProcessTracker:
                 parent.reason = (f"inherited from parent {forked_from} (fork without exec; "
                                  "the child exited before its own mappings were read)")
                 snap = parent
+        if snap.reason and self.mmaps is not None:
+            snap = self._from_mmap_records(snap)
         key = snap.exec_key()
         if prev is not None and prev.key == key:
             return []
@@ -89,6 +94,19 @@ class ProcessTracker:
         if has_anon:
             rows.extend(self.perfmap_rows(pid))
         return rows
+
+    def _from_mmap_records(self, snap: ProcessSnapshot) -> ProcessSnapshot:
+        """The snapshot of an exited process from the kernel's mmap records, if it has some."""
+        assert self.mmaps is not None
+        got = self.mmaps.mappings(snap.pid)
+        if got is None or not got.mappings:
+            return snap
+        perms = "r-xp"
+        return ProcessSnapshot(
+            pid=snap.pid, comm=got.comm, exe=got.mappings[0].path,
+            mappings=[Mapping(r.start, r.end, perms, r.file_offset, r.dev, r.inode, r.path,
+                              r.build_id) for r in got.mappings],
+            reason="from the kernel's mmap records (the process exited before /proc was read)")
 
     def _rows(self, snap: ProcessSnapshot, seq: int) -> list[dict]:
         cgroup, container_id = _cgroup_facts(snap.cgroup)

@@ -12,14 +12,15 @@ not delay the snapshots of other new processes, which are read from /proc while 
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
-from recorder.bpf_program import KERNEL_ROW, MappingEntry, ProfileProgram
+from recorder.bpf_program import KERNEL_ROW, MAX_OBJECTS, MappingEntry, ProfileProgram
 from recorder.objects import ObjectFacts
 from recorder.procfs import Mapping, is_running, read_exec_mappings
 from recording.elf import ElfError, LoadSegment, read_elf_info, vaddr_of_offset
@@ -98,6 +99,7 @@ class UnwindStats:
     rows_loaded: int = 0
     objects_without_table: int = 0
     objects_over_capacity: int = 0
+    loaded_on_demand: int = 0
     problems: Counter[str] | None = None
 
 
@@ -109,6 +111,30 @@ def mapping_bias(m: Mapping, facts: ObjectFacts) -> int | None:
     return None if vaddr is None else m.start - vaddr
 
 
+# Objects whose code (executable PT_LOAD) is smaller than this get their table when a process
+# maps them (libc 1.5 MiB, python3.11 3 MiB: their first samples unwind fully); larger ones
+# when a frame first needs it (`wanted` in bpf/profile.c).
+EAGER_TEXT_BYTES = 8 << 20
+
+
+def _eager(facts: ObjectFacts) -> bool:
+    text = sum(p["memsz"] for p in facts.phdrs if p["flags"] & 1)
+    return text < EAGER_TEXT_BYTES
+
+
+@dataclass
+class _Object:
+    index: int
+    facts: ObjectFacts
+    pid: int  # a process that maps it, to open the file through
+    mapping: Mapping
+    where: tuple[int, int] | None = None  # (first row, rows) once tried; (0, 0): no table
+    users: set[int] = field(default_factory=set)
+
+
+_Item = tuple[str, int, list[tuple[Mapping, ObjectFacts | None]]]
+
+
 class KernelTables:
     def __init__(self, program: ProfileProgram, cache: TableCache, capacity_rows: int,
                  proc: str = "/proc") -> None:
@@ -116,11 +142,12 @@ class KernelTables:
         self._cache = cache
         self.capacity = capacity_rows
         self.proc = proc
-        self._where: dict[str, tuple[int, int]] = {}  # object_id -> (first row, rows)
+        self._objects: dict[str, _Object] = {}
+        self._by_index: list[_Object] = []
+        self._procs: dict[int, list[tuple[Mapping, _Object | None, int | None]]] = {}
         self._next = 0
         self.stats = UnwindStats(problems=Counter())
-        self._queue: queue.Queue[tuple[int, list[tuple[Mapping, ObjectFacts | None]]] | None]
-        self._queue = queue.Queue()
+        self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="unwind-tables", daemon=True)
         self._thread.start()
 
@@ -130,14 +157,18 @@ class KernelTables:
 
     def set_process(self, pid: int, mappings: list[tuple[Mapping, ObjectFacts | None]]) -> None:
         """Queue the process's mappings for the BPF unwinder (the ProcessTracker hook)."""
-        self._queue.put((pid, mappings))
+        self._queue.put(("process", pid, mappings))
+
+    def forget(self, pid: int) -> None:
+        self._queue.put(("forget", pid, []))
 
     def summary(self) -> dict[str, int]:
         """Counters for the recording's stats rows and the end-of-run report."""
         s = self.stats
         out = {"objects": s.objects_loaded, "rows": s.rows_loaded,
                "rows_capacity": self.capacity, "objects_without_table": s.objects_without_table,
-               "objects_over_capacity": s.objects_over_capacity}
+               "objects_over_capacity": s.objects_over_capacity,
+               "loaded_on_demand": s.loaded_on_demand}
         assert s.problems is not None
         out.update({f"problem_{k}": v for k, v in sorted(s.problems.items())})
         return out
@@ -152,57 +183,121 @@ class KernelTables:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                self._guarded(self._load_wanted)
+                continue
             try:
                 if item is None:
                     return
-                self._load(*item)
-            except Exception as exc:  # never let a bad object stop the loader
-                assert self.stats.problems is not None
-                self.stats.problems[f"error: {type(exc).__name__}"] += 1
+                kind, pid, mappings = item
+                if kind == "process":
+                    self._guarded(functools.partial(self._load_process, pid, mappings))
+                else:
+                    self._guarded(functools.partial(self._forget, pid))
+                self._guarded(self._load_wanted)
             finally:
                 self._queue.task_done()
 
-    def _load(self, pid: int, mappings: list[tuple[Mapping, ObjectFacts | None]]) -> None:
+    def _guarded(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except Exception as exc:  # never let a bad object stop the loader
+            assert self.stats.problems is not None
+            self.stats.problems[f"error: {type(exc).__name__}"] += 1
+
+    def _load_process(self, pid: int, mappings: list[tuple[Mapping, ObjectFacts | None]]
+                      ) -> None:
         if pid == os.getpid():
             return  # our own frames (bcc's libLLVM) would cost a million rows: FP is enough
-        entries = []
+        entries: list[tuple[Mapping, _Object | None, int | None]] = []
         for m, facts in mappings:
-            if facts is None or not facts.phdrs:
-                # anonymous executable memory (JIT): frame pointers only
-                entries.append(MappingEntry(m.start, m.end, 0))
+            obj, bias = None, None
+            if facts is not None and facts.phdrs:
+                bias = mapping_bias(m, facts)
+                if bias is not None:
+                    obj = self._object(pid, m, facts)
+            if obj is not None:
+                obj.users.add(pid)
+                if obj.where is None and _eager(obj.facts):
+                    self._load(obj)
+            entries.append((m, obj, bias))
+        self._procs[pid] = entries
+        self._write(pid)
+
+    def _object(self, pid: int, m: Mapping, facts: ObjectFacts) -> _Object | None:
+        obj = self._objects.get(facts.object_id)
+        if obj is None:
+            if len(self._by_index) >= MAX_OBJECTS:
+                return None
+            obj = _Object(len(self._by_index), facts, pid, m)
+            self._objects[facts.object_id] = obj
+            self._by_index.append(obj)
+        return obj
+
+    def _write(self, pid: int) -> None:
+        entries = []
+        for m, obj, bias in self._procs.get(pid, []):
+            if obj is None or bias is None:
+                entries.append(MappingEntry(m.start, m.end, 0))  # JIT: frame pointers only
                 continue
-            bias = mapping_bias(m, facts)
-            if bias is None:
-                entries.append(MappingEntry(m.start, m.end, 0))
-                continue
-            first, count = self._rows_for(pid, m, facts)
-            entries.append(MappingEntry(m.start, m.end, bias, first, count))
+            first, count = obj.where or (0, 0)
+            entries.append(MappingEntry(m.start, m.end, bias, first, count, obj.index))
         self._program.set_mappings(pid, entries)
         if not is_running(pid, self.proc):
             # it exited before its entry was written: the exit tracepoint has run already
-            self._program.forget_process(pid)
+            self._forget(pid)
 
-    def _rows_for(self, pid: int, m: Mapping, facts: ObjectFacts) -> tuple[int, int]:
-        where = self._where.get(facts.object_id)
-        if where is not None:
-            return where
-        table = self._table(pid, m, facts)
+    def _forget(self, pid: int) -> None:
+        for _m, obj, _b in self._procs.pop(pid, []):
+            if obj is not None:
+                obj.users.discard(pid)
+        self._program.forget_process(pid)
+
+    def _load_wanted(self) -> None:
+        """Tables that frames asked for (the BPF program set their `wanted` byte)."""
+        wanted = self._program.wanted  # u64 per object: the low byte is 0, 1 or 2
+        at = wanted.find(b"\x01")
+        while at >= 0:
+            index = at // 8
+            if at % 8 == 0 and index < len(self._by_index):
+                wanted[at] = 2  # answered: the BPF program only sets values that are 0
+                obj = self._by_index[index]
+                if obj.where is None:
+                    self._load(obj)
+                    self.stats.loaded_on_demand += 1
+                    for pid in list(obj.users):
+                        self._write(pid)
+            at = wanted.find(b"\x01", at + 1)
+
+    def _load(self, obj: _Object) -> None:
+        table = None
+        for pid, m in self._sources(obj):
+            table = self._table(pid, m, obj.facts)
+            if table is not None:
+                break
         if table is None or table.count == 0:
-            where = (0, 0)
+            obj.where = (0, 0)
             self.stats.objects_without_table += 1
         elif (self._next + table.count > self.capacity
               or table.count > self.capacity * MAX_OBJECT_SHARE):
-            where = (0, 0)
+            obj.where = (0, 0)
             self.stats.objects_over_capacity += 1
         else:
-            where = (self._next, table.count)
+            obj.where = (self._next, table.count)
             self._program.write_rows(self._next, kernel_rows(table.rows))
             self._next += table.count
             self.stats.objects_loaded += 1
             self.stats.rows_loaded += table.count
-        self._where[facts.object_id] = where
-        return where
+
+    def _sources(self, obj: _Object) -> list[tuple[int, Mapping]]:
+        """Processes to open the object through: where it was first seen, then its users
+        (the first may have exited by the time a frame asks for the table)."""
+        out = [(obj.pid, obj.mapping)]
+        for pid in list(obj.users)[:4]:
+            out.extend((pid, m) for m, o, _b in self._procs.get(pid, []) if o is obj)
+        return out
 
     def _table(self, pid: int, m: Mapping, facts: ObjectFacts) -> UnwindTable | None:
         if facts.data is not None:  # in memory only (the vDSO): build from its bytes
