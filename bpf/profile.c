@@ -59,6 +59,7 @@ struct stack_t {
 #define UNWINDER_DWARF 1
 #define UNWINDER_FP 2
 #define UNWINDER_KERNEL_FP 4
+#define UNWINDER_PYTHON 8
 
 #define STOP_NONE 0
 #define STOP_ENTRY 1        // CFI says the return address is undefined: _start, thread start
@@ -134,8 +135,11 @@ struct state_t {
     u64 hash;
     u32 buffer;      // copy of the maps this sample goes to (control[0] at its start)
     u32 tail_calls;
+    u64 py_frame;    // next Python frame to record (bpf/python.h), 0: none
+    u64 py_done_sp;  // sp of the _PyEval_EvalFrameDefault frame whose Python frames are out
     u8 bp_known;
     u8 exact_pc;     // the pc is not a return address (first frame, or after a signal frame)
+    u8 py_on;        // the process is a CPython the recorder described in `pyprocs`
 };
 
 // Why user space should (re)read a process's mappings. The value of `seen[tgid]` holds the
@@ -406,14 +410,21 @@ static __always_inline int dwarf_step(struct state_t *st, struct row_t *row)
     return STOP_NONE;
 }
 
+#include "python.h"
+// pid -> where its interpreter keeps its threads and frames (recorder/python/)
+BPF_HASH(pyprocs, u32, struct py_proc_t, 4096);
+
 // Record the current pc as a frame, then move to the caller. Returns STOP_* (NONE: go on).
-static __always_inline int unwind_frame(struct state_t *st, struct proc_t *proc)
+static __always_inline int unwind_frame(struct state_t *st, struct proc_t *proc,
+                                        struct py_proc_t *py)
 {
     u32 n = st->user.len;
     if (n >= MAX_STACK_DEPTH)
         return STOP_DEPTH;
     if (st->pc == 0)
         return STOP_ZERO_PC;
+    if (py_before_native(st, py))
+        return STOP_NONE;  // a Python frame took this step; the native frame comes next
     st->user.ips[n] = st->pc;
     st->user.len = n + 1;
     st->hash = mix(st->hash, st->pc);
@@ -442,8 +453,9 @@ static __always_inline int unwind_some(struct state_t *st)
 {
     u32 tgid = st->key.tgid;
     struct proc_t *proc = procs.lookup(&tgid);
+    struct py_proc_t *py = st->py_on ? pyprocs.lookup(&tgid) : NULL;
     for (int i = 0; i < FRAMES_PER_CALL; i++) {
-        int stop = unwind_frame(st, proc);
+        int stop = unwind_frame(st, proc, py);
         if (stop != STOP_NONE)
             return stop;
     }
@@ -543,6 +555,10 @@ int on_sample(struct bpf_perf_event_data *ctx)
     bpf_probe_read_kernel(&st->bp, sizeof(u64), &regs->bp);
     st->bp_known = 1;
     st->exact_pc = 1;
+    st->py_done_sp = 0;
+    struct py_proc_t *py = pyprocs.lookup(&tgid);
+    st->py_frame = py ? py_current_frame(py, (u32)id) : 0;
+    st->py_on = st->py_frame != 0;
     progs.call(ctx, 0);
     // not reached unless the tail call failed (the recorder sets progs[0] before attaching)
     st->key.user_stop = STOP_UNSUPPORTED;

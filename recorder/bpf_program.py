@@ -35,7 +35,13 @@ MAX_MAPPINGS = 256  # per process, MAX_MAPPINGS in bpf/profile.c
 
 # How a user stack was unwound (UNWINDER_* bits in bpf/profile.c) and why it stopped (STOP_*);
 # the names are what the recording stores (docs/recording-format.md).
-UNWINDER_NAMES = {0: None, 1: "dwarf", 2: "fp", 3: "dwarf+fp", 4: "kernel-fp"}
+_UNWINDER_BITS = ((1, "dwarf"), (2, "fp"), (4, "kernel-fp"), (8, "python"))
+
+
+def unwinder_name(bits: int) -> str | None:
+    """"dwarf", "fp", "dwarf+fp", "dwarf+python", "kernel-fp", ...; None for no stack."""
+    return "+".join(name for bit, name in _UNWINDER_BITS if bits & bit) or None
+
 STOP_NAMES = ("none", "entry", "fp-end", "depth", "read-fault", "unsupported", "bad-frame",
               "zero-pc")
 
@@ -46,6 +52,7 @@ _STACK_SIZE = 8 + 8 * MAX_STACK_DEPTH  # struct stack_t
 # struct mapping_t: start, end, bias, table_start, table_len, object, pad
 MAPPING = struct.Struct("<QQQIIII")
 NO_OBJECT = 0xFFFFFFFF
+_U64 = (1 << 64) - 1
 MAX_OBJECTS = 1 << 16
 # struct row_t: pc, cfa_offset / 8, cfa_rule | rbp_rule << 4, rbp_offset / 8 (or PLT threshold)
 KERNEL_ROW = struct.Struct("<IHBb")
@@ -104,6 +111,7 @@ class ProfileProgram:
             os.cpu_count() or 1, opts.sample_rate, opts.drain_interval)
         self.rows_size = rows_size
         cflags = [
+            f"-I{BPF_SOURCE.parent}",  # bpf/python.h
             f"-DCOUNTS_SIZE={opts.counts_size}",
             f"-DSTACKS_SIZE={self.stack_entries}",
             f"-DFILTER_PIDS={1 if filter_pids else 0}",
@@ -202,10 +210,16 @@ class ProfileProgram:
 
     def set_mappings(self, tgid: int, mappings: list[MappingEntry]) -> None:
         """The process's executable mappings, sorted by start, for the BPF unwinder."""
-        ms = sorted(mappings, key=lambda m: m.start)[:MAX_MAPPINGS]
+        if len(mappings) > MAX_MAPPINGS:
+            # keep the objects with tables (libc, ld.so sit at the highest addresses, so a
+            # cut by address would drop exactly them), then the others, by address
+            mappings = sorted(mappings, key=lambda m: (m.table_len == 0 and m.object ==
+                                                       NO_OBJECT, m.start))[:MAX_MAPPINGS]
+        ms = sorted(mappings, key=lambda m: m.start)
         leaf = self._procs.Leaf()
         raw = struct.pack("<II", len(ms), 0) + b"".join(
-            MAPPING.pack(m.start, m.end, m.bias, m.table_start, m.table_len, m.object, 0)
+            # the bias wraps like the BPF program's u64 arithmetic (it may be "negative")
+            MAPPING.pack(m.start, m.end, m.bias & _U64, m.table_start, m.table_len, m.object, 0)
             for m in ms)
         ctypes.memmove(ctypes.addressof(leaf), raw, len(raw))
         self._procs[ctypes.c_uint32(tgid)] = leaf
@@ -245,7 +259,7 @@ class ProfileProgram:
                 tgid=tgid, comm=comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
                 user_stack=user, kernel_stack=kernel,
                 user_stack_error=uerr or None, kernel_stack_error=kerr or None, count=count,
-                user_unwinder=UNWINDER_NAMES.get(unwinder) if user else None,
+                user_unwinder=unwinder_name(unwinder) if user else None,
                 user_stop=STOP_NAMES[stop] if user and stop < len(STOP_NAMES) else None,
             ))
         return out
