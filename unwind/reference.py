@@ -78,7 +78,9 @@ class UnwindResult:
 
 
 class StackMemory:
-    """read_u64 over a copy of user memory taken at `base` (a stack copied from rsp up)."""
+    """read_u64 over a copy of user memory taken at `base`. Copy a stack from rsp - 128 (the
+    x86-64 red zone) up, not from rsp: GCC's epilogue CFI keeps a register "saved at CFA-N"
+    after popping it, so the BPF unwinder reads it below rsp (libc's __strcoll_l, in sort)."""
 
     __slots__ = ("base", "data", "end")
 
@@ -93,7 +95,9 @@ class StackMemory:
         return _U64.unpack_from(self.data, addr - self.base)[0]
 
 
-class _Mapping:
+class UnwindMapping:
+    """struct mapping_t: one executable mapping and its table's rows (count 0: none)."""
+
     __slots__ = ("bias", "count", "end", "pcs", "rows", "start")
 
     def __init__(self, start: int, end: int, bias: int, table: UnwindTable | None) -> None:
@@ -113,14 +117,14 @@ class ProcessTables:
 
     def __init__(self, mappings: Iterable[tuple[int, int, int, UnwindTable | None]]) -> None:
         # set_mappings: sorted by start (stable), the first MAX_MAPPINGS kept
-        ms = sorted((_Mapping(*m) for m in mappings), key=lambda m: m.start)[:MAX_MAPPINGS]
+        ms = sorted((UnwindMapping(*m) for m in mappings), key=lambda m: m.start)[:MAX_MAPPINGS]
         self._mappings = ms
         self._starts = [m.start for m in ms]
 
     def __len__(self) -> int:
         return len(self._mappings)
 
-    def find_mapping(self, pc: int) -> _Mapping | None:
+    def find_mapping(self, pc: int) -> UnwindMapping | None:
         """The last mapping with start <= pc, if pc < its end. The BPF search takes
         MAPPING_SEARCH_STEPS (9) steps, enough for 256 entries, and bisect_right is the
         same halving (mid = (lo + hi) / 2, `start <= pc` moves lo), so they agree always."""
@@ -131,7 +135,7 @@ class ProcessTables:
         return m if pc < m.end else None
 
 
-def _find_row(m: _Mapping, addr: int) -> tuple[int, int, int, int, int] | None:
+def _find_row(m: UnwindMapping, addr: int) -> tuple[int, int, int, int, int] | None:
     """The last row with row.pc <= addr. bisect_right halves exactly as the BPF loop does
     (mid = lo + (hi - lo) / 2, `row.pc <= addr` moves lo), so it gives the same row even on
     a table that is not sorted; the BPF loop stops after ROW_SEARCH_STEPS steps, which only

@@ -230,6 +230,19 @@ def test_saved_rbp_outside_the_copy_is_a_read_fault_with_a_signed_offset():
     assert r.frames == (at(0x1010),) and r.stop == "read-fault"
 
 
+def test_epilogue_rows_read_below_rsp_so_a_copy_needs_the_red_zone():
+    # GCC's epilogue after `pop rbp; ...; pop r15`: CFA = rsp + 8, rbp still "at CFA - 48"
+    # (libc's __strcoll_l at 0x9e81f): the saved rbp is read 40 bytes below rsp
+    rows = [(0x1000, 8, -48, CFA_RSP, RBP_AT_CFA)]
+    words = {S: ENTRY, S - 40: S + 0x200}
+    full = mem(words)
+    from_rsp = StackMemory(S, full.data[S - STACK:])
+    red_zone = StackMemory(S - 128, full.data[S - 128 - STACK:])
+    assert unwind(Regs(at(0x1010), S, BP), tables(rows), from_rsp.read_u64).stop == "read-fault"
+    r = unwind(Regs(at(0x1010), S, BP), tables(rows), red_zone.read_u64)
+    assert r.frames == (at(0x1010), ENTRY) and r.stop == "entry"
+
+
 def test_frame_pointer_read_outside_the_copy_is_a_read_fault():
     r = run([], {}, JIT, bp=STACK + STACK_SIZE)
     assert r.frames == (JIT,) and (r.stop, r.unwinder) == ("read-fault", "fp")
@@ -309,7 +322,7 @@ def test_bias_maps_addresses_to_the_objects_elf_addresses():
 
 def test_bounded_row_search_is_the_bpf_loop(monkeypatch):
     t = UnwindTable.from_tuples(None, [(0x100 * i, 8 * (i + 1), 0, CFA_RSP, 0) for i in range(31)])
-    m = ref._Mapping(0, 1 << 20, 0, t)
+    m = ref.UnwindMapping(0, 1 << 20, 0, t)
     want = {a: ref._find_row(m, a) for a in range(0, 0x2000, 0x40)}
     monkeypatch.setattr(ref, "ROW_SEARCH_STEPS", 5)  # 31 rows: 5 steps suffice, same rows
     assert {a: ref._find_row(m, a) for a in want} == want
