@@ -33,6 +33,7 @@
 //                             kernel's frame-pointer walk (perf --call-graph fp)
 //   ROWS_SIZE, PROCS_SIZE     unwind rows (all objects) and processes with mapping lists
 //   MAX_OBJECTS               objects the recorder can index in `wanted`
+//   COPY_PAGES                pages of the ring of copied stacks (a power of two)
 #include <uapi/linux/ptrace.h>
 #include <uapi/linux/bpf_perf_event.h>
 #include <linux/sched.h>
@@ -195,6 +196,7 @@ BPF_PROG_ARRAY(progs, 1);
 #define STAT_COUNTS_FULL 3
 #define STAT_TARGETS_FULL 4
 #define STAT_SEEN_FULL 5
+#define STAT_COPIES_LOST 6
 
 static __always_inline void bump(int idx)
 {
@@ -410,6 +412,62 @@ static __always_inline int dwarf_step(struct state_t *st, struct row_t *row)
     return STOP_NONE;
 }
 
+// A sample of a process whose mapping list is not in the kernel yet (its first milliseconds,
+// before the recorder read /proc or loaded its tables) would get frame-pointer steps only:
+// its user stack is copied instead, as perf --call-graph dwarf copies every sample's, and the
+// recorder unwinds the copy with the same tables in user space (unwind/reference.py) once it
+// has them. Only these samples pay for a copy. The copy starts 128 bytes below rsp (the
+// x86-64 red zone), because an epilogue's CFI may still name a slot just popped.
+#define STACK_COPY 8192  // perf's default dump size for --call-graph dwarf
+#define RED_ZONE 128
+struct copy_t {
+    u32 tgid;
+    u32 len;             // bytes of data, from sp - RED_ZONE
+    s32 kernel_error;
+    u32 kernel_len;
+    u64 pc, sp, bp;
+    char comm[TASK_COMM_LEN];
+    u64 kernel[MAX_STACK_DEPTH];
+    u8 data[STACK_COPY + 4096];  // slack: the verifier bounds offset + a page-sized read
+};
+BPF_RINGBUF_OUTPUT(copies, COPY_PAGES);
+
+static __always_inline int copy_user_stack(struct state_t *st)
+{
+    struct copy_t *c = copies.ringbuf_reserve(sizeof(struct copy_t));
+    if (c == NULL) {
+        bump(STAT_COPIES_LOST);  // the ring is full: frame-pointer steps for this one
+        return 0;
+    }
+    c->tgid = st->key.tgid;
+    c->pc = st->pc;
+    c->sp = st->sp;
+    c->bp = st->bp;
+    __builtin_memcpy(c->comm, st->key.comm, sizeof(c->comm));
+    c->kernel_error = st->key.kernel_stack_error;
+    c->kernel_len = st->kernel.len;
+    bpf_probe_read_kernel(c->kernel, sizeof(c->kernel), st->kernel.ips);
+    // page by page: a read that crosses the end of the stack mapping fails as a whole
+    u64 start = st->sp - RED_ZONE;
+    u32 len = 0;
+    for (int i = 0; i < STACK_COPY / 4096 + 1; i++) {
+        u64 at = start + len;
+        u32 chunk = 4096 - (at & 4095);
+        if (len >= STACK_COPY)
+            break;
+        if (chunk > STACK_COPY - len)
+            chunk = STACK_COPY - len;
+        if (chunk > 4096 || chunk == 0)
+            break;
+        if (bpf_probe_read_user(c->data + (len & (STACK_COPY - 1)), chunk, (void *)at))
+            break;
+        len += chunk;
+    }
+    c->len = len;
+    copies.ringbuf_submit(c, 0);
+    return 1;
+}
+
 #include "python.h"
 // pid -> where its interpreter keeps its threads and frames (recorder/python/)
 BPF_HASH(pyprocs, u32, struct py_proc_t, 4096);
@@ -559,6 +617,8 @@ int on_sample(struct bpf_perf_event_data *ctx)
     struct py_proc_t *py = pyprocs.lookup(&tgid);
     st->py_frame = py ? py_current_frame(py, (u32)id) : 0;
     st->py_on = st->py_frame != 0;
+    if (procs.lookup(&tgid) == NULL && copy_user_stack(st))
+        return 0;  // the recorder unwinds and counts it
     progs.call(ctx, 0);
     // not reached unless the tail call failed (the recorder sets progs[0] before attaching)
     st->key.user_stop = STOP_UNSUPPORTED;

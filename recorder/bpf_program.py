@@ -26,7 +26,8 @@ BPF_SOURCE = Path(os.environ.get("EBPF_PROFILER_BPF_DIR", Path(__file__).resolve
 
 # Indexes of the per-CPU `stats` array in bpf/profile.c.
 (STAT_SAMPLES, STAT_USER_STACK_LOST, STAT_KERNEL_STACK_LOST, STAT_COUNTS_FULL,
- STAT_TARGETS_FULL, STAT_SEEN_FULL) = range(6)
+ STAT_TARGETS_FULL, STAT_SEEN_FULL, STAT_COPIES_LOST) = range(7)
+COPY_PAGES = 512  # 2 MiB ring of copied stacks (~150 copies of 13 KiB)
 N_STATS = 8
 # Event reasons (EV_* in bpf/profile.c).
 EV_NEW, EV_EXEC, EV_MMAP = 2, 3, 4
@@ -120,6 +121,7 @@ class ProfileProgram:
             f"-DROWS_SIZE={rows_size}",
             f"-DPROCS_SIZE={procs_size}",
             f"-DMAX_OBJECTS={MAX_OBJECTS}",
+            f"-DCOPY_PAGES={COPY_PAGES}",
             # TRACEPOINT_PROBE declares its args struct in the parameter list; clang warns.
             "-Wno-visibility",
         ]
@@ -139,6 +141,7 @@ class ProfileProgram:
         release_compiler_memory()
         self.active = 0
         self.filter_pids = filter_pids
+        self._on_copy: Callable[[bytes], None] | None = None
         lib = bcc.libbcc.lib
         self._counts = [BatchDrainer(lib, self.bpf[f"counts{i}"].map_fd, _KEY.size, 8, 4096)
                         for i in (0, 1)]
@@ -189,6 +192,20 @@ class ProfileProgram:
 
     def poll_events(self, timeout_ms: int) -> None:
         self.bpf.perf_buffer_poll(timeout=timeout_ms)
+        if self._on_copy is not None:
+            self.bpf.ring_buffer_consume()
+
+    def open_copies(self, on_copy: Callable[[bytes], None]) -> None:
+        """Stack copies of processes without a mapping list in the kernel (bpf/profile.c)."""
+        def handle(_ctx, data, size):
+            on_copy(ctypes.string_at(data, size))
+
+        self._on_copy = on_copy
+        self.bpf["copies"].open_ring_buffer(handle)
+
+    def consume_copies(self) -> None:
+        if self._on_copy is not None:
+            self.bpf.ring_buffer_consume()
 
     def mark_unseen(self, tgid: int) -> None:
         """Ask for a new event at the tgid's next sample (its maps were unreadable)."""

@@ -27,6 +27,7 @@ from recorder.objects import ObjectRegistry
 from recorder.options import RecordOptions
 from recorder.procfs import all_pids, descendants, is_running
 from recorder.snapshots import ProcessTracker
+from recorder.stack_copies import CopyUnwinder, parse_copy
 from recorder.targets import GatedCommand, Target
 from recorder.unwinder import KernelTables, estimate_rows, table_capacity
 from recording.cli import is_terminal
@@ -54,6 +55,7 @@ class Summary:
     targets_full: int = 0
     without_mapping: int = 0  # samples whose user leaf no recorded mapping covers
     mmap_records_lost: int = 0
+    copies_lost: int = 0  # stack copies the ring had no room for (frame pointers instead)
     stack_entries: int = 0
     unwind: dict[str, int] = field(default_factory=dict)  # KernelTables.summary()
     seen_full: int = 0
@@ -95,6 +97,7 @@ class Recorder:
         self.forked_from: dict[int, int] = {}  # new pid -> the parent it forked from
         self.mmaps: MmapTracker | None = None
         self.tables: KernelTables | None = None
+        self.copies: CopyUnwinder | None = None
 
     def _on_event(self, tgid: int, reason: int, ppid: int = 0) -> None:
         if ppid:
@@ -141,6 +144,9 @@ class Recorder:
             if opts.all_kallsyms:
                 writer.write_rows(ksyms.all_rows())
             program.open_events(self._on_event)
+            if tables is not None:
+                self.copies = CopyUnwinder(tables, TableCache(capacity=16))
+                program.open_copies(self._on_copy)
             if self.target.mode == "pid":
                 # Children that exist already; the fork tracepoint adds later ones.
                 roots = set(self.target.pids)
@@ -174,7 +180,8 @@ class Recorder:
             stats = program.stats()
             program.close()
             (summary.samples, summary.lost_user_stacks, summary.lost_kernel_stacks,
-             summary.dropped_counts_full, summary.targets_full, summary.seen_full) = stats[:6]
+             summary.dropped_counts_full, summary.targets_full, summary.seen_full,
+             summary.copies_lost) = stats[:7]
             summary.processes = len(tracker)
             summary.objects = len(tracker.objects)
             summary.seconds = time.monotonic() - t0
@@ -252,6 +259,11 @@ class Recorder:
                 self.dirty.clear()
                 pending_rows.extend(self._observe_pending(tracker))
                 counts = program.drain()
+                if self.copies is not None:
+                    program.consume_copies()
+                    if finished and self.tables is not None:
+                        self.tables.wait_idle()  # the last copies' processes get their tables
+                    counts.extend(self.copies.drain(final=finished))
                 lost_now = program.stats()[STAT_COUNTS_FULL]
                 rows = self._window_rows(counts, tracker, ksyms, window_start_ns, window_end_ns,
                                          lost_now - lost_before, summary)
@@ -305,6 +317,11 @@ class Recorder:
         if self.target.mode != "system":
             ends.append("stops when the target exits")
         return ", ".join([*ends, "Ctrl-C to stop"])
+
+    def _on_copy(self, raw: bytes) -> None:
+        copy = parse_copy(raw)
+        if copy is not None and self.copies is not None:
+            self.copies.add(copy)
 
     def _open_mmap_tracking(self, summary: Summary) -> MmapTracker | None:
         try:
@@ -397,7 +414,7 @@ class Recorder:
             "dropped_samples_counts_full": s.dropped_counts_full,
             "targets_full": s.targets_full, "seen_full": s.seen_full,
             "samples_without_mapping": s.without_mapping,
-            "mmap_records_lost": s.mmap_records_lost,
+            "mmap_records_lost": s.mmap_records_lost, "stack_copies_lost": s.copies_lost,
             "call_graph": self.opts.call_graph,
             **{f"unwind_{k}": v for k, v in s.unwind.items()},
             **{f"samples_unwound_{k}": v for k, v in sorted(_named(s.unwinders))},

@@ -173,6 +173,20 @@ class KernelTables:
         out.update({f"problem_{k}": v for k, v in sorted(s.problems.items())})
         return out
 
+    def mappings_of(self, pid: int) -> list[tuple[int, int, int, str | None, str | None]] | None:
+        """(start, end, bias, build ID, path to open) per mapping of a process whose list the
+        kernel has; path None where the kernel has no table for the object (frame pointers).
+        Safe from another thread: it reads what the loader replaced whole."""
+        entries = self._procs.get(pid)
+        if entries is None:
+            return None
+        out = []
+        for m, obj, bias in entries:
+            loaded = obj is not None and obj.where is not None and obj.where[1] > 0
+            path = f"{self.proc}/{pid}/map_files/{m.map_files_name}" if loaded else None
+            out.append((m.start, m.end, bias or 0, obj.facts.build_id if obj else None, path))
+        return out
+
     def wait_idle(self) -> None:
         """Block until every queued process has its tables (tests, benchmarks)."""
         self._queue.join()
