@@ -3,7 +3,8 @@
 Every unique (snapshot, address, is-return) is resolved once per run and its frames kept;
 samples then only look frames up. Return addresses (every frame but the leaf) are looked up at
 addr - 1, as perf does: the return address is the instruction after the call, which may
-already belong to the next function or line.
+already belong to the next function or line. Signal trampolines and the entries after them
+are exact (symbolizer/sigframes.py): `user_stack` decides that per stack.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from symbolizer.normalize import (
 )
 from symbolizer.options import SymbolizeOptions
 from symbolizer.report import Unresolved
+from symbolizer.sigframes import NORMAL, mark_of, next_is_exact, trampoline_names
 from symbolizer.sources import ObjectSymbols, SymbolFinder
 from symbolizer.symtab import SymbolEntry, SymbolTable
 
@@ -77,6 +79,9 @@ class Resolver:
         self._perfmaps: dict[int, SymbolTable] = {}
         # pid -> (maps_seq, addr, is_return) -> frames; per pid so a stream can forget a pid
         self._user: dict[int, dict[tuple[int, int, bool], Resolved]] = {}
+        # the same keys -> sigframes mark, for the few entries that are not NORMAL
+        self._marks: dict[int, dict[tuple[int, int, bool], int]] = {}
+        self._trampolines: dict[str, set[int]] = {}  # object id -> trampoline start addresses
         self._kernel: dict[tuple[int, bool], Resolved] = {}
 
     # --- recorded symbol rows -------------------------------------------------------------
@@ -95,14 +100,15 @@ class Resolver:
         """Drop what is kept for a pid (all of it, or the frames of some snapshots)."""
         if maps_seqs is None:
             self._user.pop(pid, None)
+            self._marks.pop(pid, None)
             self._perfmap_entries.pop(pid, None)
             self._perfmaps.pop(pid, None)
             return
         drop = set(maps_seqs)
-        per_pid = self._user.get(pid)
-        if per_pid:
-            for key in [k for k in per_pid if k[0] in drop]:
-                del per_pid[key]
+        for kept in (self._user.get(pid), self._marks.get(pid)):
+            if kept:
+                for key in [k for k in kept if k[0] in drop]:
+                    del kept[key]
 
     def retained_pids(self) -> set[int]:
         return set(self._user) | set(self._perfmap_entries)
@@ -116,6 +122,32 @@ class Resolver:
             got = self._user[pid][key]
         return got
 
+    def user_stack(self, snap: Snapshot | None, pid: int, stack: list[int],
+                   unwinder: str | None) -> list[Resolved]:
+        """Frames of each entry of a user stack (leaf first): the leaf, signal trampolines
+        and the entries sigframes.next_is_exact says are exact are looked up as they are,
+        the other entries as return addresses."""
+        out = []
+        exact = True
+        seq = snap.maps_seq if snap else -1
+        for addr in stack:
+            out.append(self.user(snap, pid, addr, not exact))
+            marks = self._marks.get(pid)
+            mark = marks.get((seq, addr, not exact), NORMAL) if marks else NORMAL
+            exact = next_is_exact(mark, unwinder)
+        return out
+
+    def prepare_user_stacks(self, stacks: Iterable[tuple[Snapshot | None, int, list[int],
+                                                         str | None]]) -> None:
+        """Resolve the entries of many stacks at once (one DWARF pass per object for
+        --lines); entries that turn out exact after a signal frame are resolved after."""
+        stacks = list(stacks)
+        self.prepare_user((snap, pid, a, i > 0) for snap, pid, stack, _u in stacks
+                          for i, a in enumerate(stack))
+        for snap, pid, stack, unwinder in stacks:
+            if self._marks.get(pid):
+                self.user_stack(snap, pid, stack, unwinder)
+
     def prepare_user(self, wanted: Iterable[tuple[Snapshot | None, int, int, bool]]) -> None:
         """Resolve many addresses at once, so --lines reads each object's DWARF once."""
         pending: list[_Pending] = []
@@ -127,28 +159,30 @@ class Resolver:
             elif key in per_pid:
                 continue
             lookup = AbsAddr(addr - 1 if is_return and addr else addr)
-            frame, unresolved, dwarf = self._user_frame(snap, pid, AbsAddr(addr), lookup)
+            frame, unresolved, dwarf, mark = self._user_frame(snap, pid, AbsAddr(addr), lookup)
             per_pid[key] = ((frame,), unresolved)
+            if mark != NORMAL:
+                self._marks.setdefault(pid, {})[key] = mark
             if self.lines_fn and dwarf and frame.elf_addr is not None:
                 pending.append(_Pending(pid, key, frame, dwarf))
         if pending:
             self._expand_lines(pending)
 
     def _user_frame(self, snap: Snapshot | None, pid: int, addr: AbsAddr, lookup: AbsAddr
-                    ) -> tuple[Frame, Unresolved | None, str | None]:
+                    ) -> tuple[Frame, Unresolved | None, str | None, int]:
         n: Normalized = self.index.normalize(snap, lookup)
         m = n.mapping
         if m is None:
             reason = n.reason or "unmapped"
             return (Frame(UNKNOWN, FrameKind.USER, addr, reason=reason),
-                    Unresolved("[unmapped]", None, reason), None)
+                    Unresolved("[unmapped]", None, reason), None, NORMAL)
         if m.anonymous:
             hit = self._perfmap(pid).lookup(lookup)
             if hit:
-                return Frame(hit[0], FrameKind.JIT, addr), None, None
+                return Frame(hit[0], FrameKind.JIT, addr), None, None, NORMAL
             reason = "anonymous executable memory without a perf map entry"
             return (Frame(UNKNOWN, FrameKind.JIT, addr, reason=reason),
-                    Unresolved("[anonymous]", None, reason), None)
+                    Unresolved("[anonymous]", None, reason), None, NORMAL)
         kind = FrameKind.VDSO if m.path == VDSO_PATH else FrameKind.USER
         label = object_label(m.path)
         obj = n.obj
@@ -157,16 +191,26 @@ class Resolver:
             reason = n.reason or "object not recorded"
             return (Frame(f"{label}+0x{n.file_offset or 0:x}", kind, addr, m.path, bid,
                           None, reason=reason),
-                    Unresolved(m.path, bid, reason), None)
+                    Unresolved(m.path, bid, reason), None, NORMAL)
         syms = self.symbols(obj)
-        hit = syms.table.lookup(n.elf_addr)
+        elf_addr: int = n.elf_addr
+        if lookup != addr and elf_addr + 1 in self._trampoline_starts(obj.object_id, syms):
+            elf_addr += 1  # a handler's return address: the trampoline's first byte
+        hit = syms.table.lookup(elf_addr)
         if hit:
-            return (Frame(demangle(hit[0]), kind, addr, m.path, bid, n.elf_addr),
-                    None, syms.dwarf_path)
+            name = demangle(hit[0])
+            return (Frame(name, kind, addr, m.path, bid, elf_addr),
+                    None, syms.dwarf_path, mark_of(name))
         reason = self._miss_reason(syms)
-        return (Frame(f"{label}+0x{n.elf_addr:x}", kind, addr, m.path, bid, n.elf_addr,
+        return (Frame(f"{label}+0x{elf_addr:x}", kind, addr, m.path, bid, elf_addr,
                       reason=reason),
-                Unresolved(m.path, bid, reason), syms.dwarf_path)
+                Unresolved(m.path, bid, reason), syms.dwarf_path, NORMAL)
+
+    def _trampoline_starts(self, object_id: str, syms: ObjectSymbols) -> set[int]:
+        got = self._trampolines.get(object_id)
+        if got is None:
+            got = self._trampolines[object_id] = syms.table.addresses_named(trampoline_names())
+        return got
 
     def symbols(self, obj) -> ObjectSymbols:
         return self.cache.get(obj.object_id, obj.build_id,

@@ -14,7 +14,9 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-MAGIC = b"EPSYMv1\0"
+# v2: PLT stubs, code labels, perf's choice among aliases, zero sizes bounded by the section:
+# tables cached by v1 are parsed again rather than served without them
+MAGIC = b"EPSYMv2\0"
 _HEADER = struct.Struct("<8sQQ")  # magic, symbol count, names blob size
 
 
@@ -64,6 +66,30 @@ class SymbolTable:
             offs.append(len(names))
         return cls(addrs, sizes, offs, bytes(names))
 
+    def bounded(self, ranges: list[tuple[int, int]]) -> SymbolTable:
+        """This table with each zero-sized symbol given the size up to the next symbol or
+        the end of the section range holding it, whichever comes first; one that no range
+        holds, or that ends where it starts, is dropped (it would cover nothing or, at
+        lookup, everything up to the next symbol). `ranges`: sorted [start, end) of the
+        object's loaded sections."""
+        starts = [r[0] for r in ranges]
+        keep = []
+        n = len(self.addrs)
+        for i in range(n):
+            addr, size = self.addrs[i], self.sizes[i]
+            if not size:
+                j = bisect.bisect_right(starts, addr) - 1
+                limit = ranges[j][1] if j >= 0 and addr < ranges[j][1] else addr
+                if i + 1 < n:
+                    limit = min(limit, self.addrs[i + 1])
+                size = limit - addr
+                if size <= 0:
+                    continue
+            keep.append(SymbolEntry(addr, size, self.name_at(i)))
+        if len(keep) == n and all(self.sizes):
+            return self
+        return SymbolTable.build(keep)
+
     def __len__(self) -> int:
         return len(self.addrs)
 
@@ -77,6 +103,20 @@ class SymbolTable:
 
     def name_at(self, i: int) -> bytes:
         return self.blob[self.name_offs[i]:self.name_offs[i + 1]]
+
+    def addresses_named(self, names: Iterable[bytes]) -> set[int]:
+        """Start addresses of the symbols with one of these exact names (blob search: no
+        per-symbol work, so it is cheap on tables of tens of thousands of symbols)."""
+        out = set()
+        for name in names:
+            pos = self.blob.find(name)
+            while pos >= 0:
+                i = bisect.bisect_left(self.name_offs, pos)
+                if (i < len(self.addrs) and self.name_offs[i] == pos
+                        and self.name_offs[i + 1] == pos + len(name)):
+                    out.add(self.addrs[i])
+                pos = self.blob.find(name, pos + 1)
+        return out
 
     def lookup(self, addr: int) -> tuple[str, int] | None:
         """(name, symbol start) of the symbol containing addr, or None."""
