@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -216,6 +217,10 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
             write(grouper.add(drain))
 
     stopping = _StopOnSignal() if stream else None
+    # The output stream was taken above; whatever a library prints from here on goes to
+    # stderr, so `--format pprof > x.pprof` holds nothing but the profile.
+    quiet = contextlib.redirect_stdout(sys.stderr)
+    quiet.__enter__()
     try:
         for batches, closed in enumerate(_drive(engine, a.recording, stream), 1):
             emit(closed)
@@ -233,6 +238,7 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
             raise KeyboardInterrupt from None  # the read was cut short on purpose
         raise
     finally:
+        quiet.__exit__(None, None, None)
         if stopping is not None:
             stopping.restore()
         progress.done()

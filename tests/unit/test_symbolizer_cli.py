@@ -114,3 +114,24 @@ def test_registry_knows_folded_and_streams():
     sink.close()
     text = out.getvalue().decode()
     assert text.splitlines()[1:] == ["app;main;f:g 5", "# ebpf-profiler-window-end"]
+
+
+def test_what_a_library_prints_never_reaches_the_output(recording, tmp_path, capsysbinary,
+                                                        monkeypatch):
+    """The rust-demangler package printed a fragment to stdout while demangling, so
+    `--format pprof > x.pprof` began with a text line and go tool pprof rejected the file.
+    A library that prints now prints to stderr; stdout holds only the gzip'd profile."""
+    import symbolizer.resolve as resolve
+
+    real = resolve.demangle
+
+    def noisy(name: str) -> str:
+        print("library chatter")
+        return real(name)
+
+    monkeypatch.setattr(resolve, "demangle", noisy)
+    rc = run("ebpf-symbolize", symbolize_main,
+             [str(recording), "--format", "pprof", "--cache-dir", str(tmp_path)])
+    out = capsysbinary.readouterr()
+    assert rc == 0 and b"library chatter" in out.err
+    assert out.out[:2] == b"\x1f\x8b" and b"library chatter" not in out.out

@@ -4,6 +4,7 @@ signal_step records them, at addresses GNU nm gives, so the expected names are n
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def return_address(exe: Path, caller: str, callee: str) -> int:
     out = subprocess.run(["objdump", "-d", str(exe)], capture_output=True, text=True,
                          check=True).stdout
     body = out.split(f"<{caller}>:\n", 1)[1].split("\n\n", 1)[0].splitlines()
-    for line, nxt in zip(body, body[1:], strict=False):
+    for line, nxt in itertools.pairwise(body):
         if f"<{callee}>" in line and "call" in line:
             return int(nxt.split(":")[0], 16)
     raise LookupError(f"{caller} does not call {callee}")
