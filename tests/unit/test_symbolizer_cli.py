@@ -135,3 +135,29 @@ def test_what_a_library_prints_never_reaches_the_output(recording, tmp_path, cap
     out = capsysbinary.readouterr()
     assert rc == 0 and b"library chatter" in out.err
     assert out.out[:2] == b"\x1f\x8b" and b"library chatter" not in out.out
+
+
+def test_debug_dir_adds_to_usr_lib_debug(fixture_bins, tmp_path, capsys):
+    """--debug-dir X used to replace /usr/lib/debug, so libc6-dbg's names (static functions
+    such as __libc_start_call_main) vanished; X is now searched first and the default after,
+    as gdb's debug-file-directory list; --no-default-debug-dir drops the default."""
+    from recording.elf import elf_info_of_path
+
+    libc = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+    bid = elf_info_of_path(libc).build_id or ""
+    dbg = Path(f"/usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug")
+    if not dbg.exists():
+        pytest.skip("libc6-dbg is not installed")
+    out = subprocess.run(["readelf", "-sW", str(dbg)], capture_output=True, text=True).stdout
+    local = next(int(p[1], 16) for line in out.splitlines() if len(p := line.split()) == 8
+                 and p[3] == "FUNC" and p[7] == "__libc_start_call_main")
+    rec = synthetic_recording(tmp_path / "r.parquet", fixture_bins / "workload-pie",
+                              fixture_bins / "libfixture.so", seconds=1,
+                              extra_leaf=("libc.so", local + 4))
+    (tmp_path / "mine").mkdir()
+    rc, folded, _ = symbolize([rec, "--debug-dir", tmp_path / "mine", "--cache-dir",
+                               tmp_path / "c1"], capsys)
+    assert rc == 0 and ";__libc_start_call_main " in folded and ";alpha " in folded
+    rc, folded, _ = symbolize([rec, "--debug-dir", tmp_path / "mine", "--no-default-debug-dir",
+                               "--cache-dir", tmp_path / "c2"], capsys)
+    assert rc == 0 and "__libc_start_call_main" not in folded and ";alpha " in folded
