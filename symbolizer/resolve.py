@@ -246,9 +246,12 @@ class Resolver:
                 f = p.frame
                 frames = []
                 for func, file, line, inlined in reversed(entries):
-                    frames.append(Frame(demangle(func) if func else f.name, f.kind, f.address,
-                                        f.object, f.build_id, f.elf_addr, file, line,
-                                        bool(inlined)))
+                    # The function itself keeps its symbol-table name: DWARF's drops the
+                    # `.isra.0`/`.constprop.0` of GCC's clones and Go's `.abi0`, and a
+                    # profile with --lines must merge with one without.
+                    name = demangle(func) if func and inlined else f.name
+                    frames.append(Frame(name, f.kind, f.address, f.object, f.build_id,
+                                        f.elf_addr, file, line, bool(inlined)))
                 per_pid = self._user[p.pid]
                 per_pid[p.key] = (tuple(frames), per_pid[p.key][1])
 

@@ -153,8 +153,10 @@ def recording_from_perf(run: PerfRun, out: Path, unwinder: str = "kernel-fp"
 
 def symbolized(recording: Path, options: SymbolizeOptions | None = None) -> list[Profile]:
     from recording.reader import iter_batches
+    from symbolizer.resolve import load_lines_fn
 
-    engine = Engine(options or SymbolizeOptions(cache_dir=None))
+    options = options or SymbolizeOptions(cache_dir=None)
+    engine = Engine(options, load_lines_fn() if options.lines else None)
     batches = list(iter_batches(str(recording)))
     for b in batches:
         engine.feed_metadata(b)
@@ -165,12 +167,13 @@ def symbolized(recording: Path, options: SymbolizeOptions | None = None) -> list
 def our_names(recording: Path, options: SymbolizeOptions | None = None
               ) -> dict[tuple[str, int], set[str]]:
     """Our names by (comm, absolute address), symbolizing `recording` as ebpf-symbolize
-    does; each stack's root frame is the comm."""
+    does; each stack's root frame is the comm. With --lines, the functions themselves (not
+    the inlined frames, which perf --no-inline does not print)."""
     got: dict[tuple[str, int], set[str]] = defaultdict(set)
     for p in symbolized(recording, options):
         for stack in p.stacks:
             for f in stack[1:]:
-                if f.kind in (FrameKind.USER, FrameKind.VDSO) and f.address:
+                if f.kind in (FrameKind.USER, FrameKind.VDSO) and f.address and not f.inlined:
                     got[(stack[0].name, f.address)].add(f.name)
     return dict(got)
 

@@ -177,3 +177,55 @@ def test_signal_frames_unwound_by_dwarf_as_perf(tmp_path, capsys):
             ours_under.add(frames[frames.index("__restore_rt") - 1])
     assert "busy" in ours_under and ours_under <= perf_under | {"main"}, (ours_under, perf_under)
     assert not re.search(r"libc\.so\.6\+0x", folded), folded
+
+
+CLONES = r"""
+#include <cstdio>
+#include <vector>
+struct Big { long a[8]; };
+__attribute__((noinline)) static long sum_big(Big b, int unused) {
+    long s = 0;
+    for (int k = 0; k < 2000; k++) for (int i = 0; i < 8; i++) s += b.a[i] * k;
+    return s;
+}
+__attribute__((noinline)) static long scaled(const std::vector<long> &v, long factor) {
+    long s = 0;
+    for (int r = 0; r < 50; r++) for (long x : v) s += x * factor + r;
+    return s;
+}
+int main() {
+    std::vector<long> v(20000, 3);
+    Big b{};
+    for (int i = 0; i < 8; i++) b.a[i] = i;
+    long t = 0;
+    for (int r = 0; r < 300; r++) {  // inputs change each round: no call is hoisted
+        v[r % 20000] += t & 1;
+        b.a[r % 8] += t & 3;
+        t += scaled(v, 7);
+        t += sum_big(b, r);
+    }
+    printf("%ld\n", t);
+}
+"""
+
+
+@pytest.mark.timeout(240)
+def test_lines_keeps_the_symbol_table_names(tmp_path):
+    """With --lines the functions took DWARF's names (`scaled(...)` for GCC's clone
+    `scaled(...) [clone .constprop.0]`, as `nm -C` names it), so a profile with --lines did
+    not merge with one without. Now both name every frame alike, on perf's samples."""
+    from symbolizer.options import SymbolizeOptions
+
+    (tmp_path / "c.cc").write_text(CLONES)
+    exe = tmp_path / "clones"
+    subprocess.run(["g++", "-O2", "-g", "-fno-omit-frame-pointer", "-o", str(exe),
+                    str(tmp_path / "c.cc")], check=True)
+    nm = subprocess.run(["nm", "-C", str(exe)], capture_output=True, text=True).stdout
+    clones = {line.split(" ", 2)[2] for line in nm.splitlines() if "[clone ." in line}
+    assert clones, "the compiler made no clone of the test's functions"
+    data = perf_record([str(exe)], tmp_path / "perf.data")
+    rec, _expected = recording_from_perf(perf_script(data), tmp_path / "rec.parquet")
+    without = our_names(rec)
+    with_lines = our_names(rec, SymbolizeOptions(cache_dir=None, lines=True))
+    assert with_lines == without
+    assert clones & {n for v in with_lines.values() for n in v}, clones
