@@ -161,3 +161,19 @@ def test_debug_dir_adds_to_usr_lib_debug(fixture_bins, tmp_path, capsys):
     rc, folded, _ = symbolize([rec, "--debug-dir", tmp_path / "mine", "--no-default-debug-dir",
                                "--cache-dir", tmp_path / "c2"], capsys)
     assert rc == 0 and "__libc_start_call_main" not in folded and ";alpha " in folded
+
+
+def test_parquet_output_names_the_process(recording, tmp_path, capsys):
+    """--format parquet rows carry the sample's pid and comm (a recording names them)."""
+    import duckdb
+
+    out = tmp_path / "frames.parquet"
+    rc, _, _ = symbolize([recording, "--format", "parquet", "--out", out, "--cache-dir",
+                          tmp_path / "c"], capsys)
+    assert rc == 0
+    recorded = duckdb.sql(f"SELECT DISTINCT pid, comm FROM '{recording}' "
+                          "WHERE record = 'sample'").fetchall()
+    rows = duckdb.sql(f"SELECT DISTINCT pid, comm FROM '{out}'").fetchall()
+    assert rows == recorded and len(rows) == 1
+    assert duckdb.sql(f"SELECT sum(count) FROM '{out}' WHERE leaf").fetchall() == \
+        duckdb.sql(f"SELECT sum(count) FROM '{out}' WHERE depth = 0").fetchall()
