@@ -153,6 +153,7 @@ def options_from_args(a: argparse.Namespace) -> SymbolizeOptions:
         cache_dir=a.cache_dir or default_cache_dir(),
         symbol_cache_size=size,
         lines=a.lines,
+        per_process=a.format == "parquet",  # the one format with pid and comm columns
         **limits,  # type: ignore[arg-type]
     )
 

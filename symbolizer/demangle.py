@@ -13,8 +13,6 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from symbolizer.rust_demangle import RustDemangleError, demangle_rust
-
 # Rust legacy symbols are Itanium-shaped but end in a 17h<16 hex> hash path element.
 _RUST_LEGACY = re.compile(r"^_ZN.*17h[0-9a-f]{16}E(\.llvm\.\d+)?")
 
@@ -24,6 +22,9 @@ def demangle(name: str) -> str:
     if not name.startswith(("_R", "_Z")):
         return name
     base, at, suffix = name.partition("@")
+    # imported on the first mangled name: C programs never pay for it
+    from symbolizer.rust_demangle import RustDemangleError, demangle_rust
+
     try:
         if base.startswith("_R") or _RUST_LEGACY.match(base):
             return demangle_rust(base) + at + suffix

@@ -238,7 +238,7 @@ class Engine:
             if profile is None:
                 profile = profiles[lk] = Profile(key[0], key[1], self.sample_rate, dict(lk))
             frames, unresolved = self._stack(s, snaps[s.pid])
-            profile.add(frames, s.count, s.pid, s.comm)
+            profile.add(frames, s.count, s.pid if self.options.per_process else None, s.comm)
             self.report.add(unresolved, s.count)
             self.total_samples += s.count
         self.windows_closed += 1

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from symbolizer.cache import SymbolCache
 from symbolizer.demangle import demangle
+from symbolizer.linecache import LineCache
 from symbolizer.model import Frame, FrameKind
 from symbolizer.normalize import (
     VDSO_PATH,
@@ -28,7 +29,7 @@ from symbolizer.normalize import (
 )
 from symbolizer.options import SymbolizeOptions
 from symbolizer.report import Unresolved
-from symbolizer.sigframes import NORMAL, mark_of, next_is_exact, trampoline_names
+from symbolizer.sigframes import NORMAL, TRAMPOLINES, mark_of, next_is_exact
 from symbolizer.sources import ObjectSymbols, SymbolFinder
 from symbolizer.symtab import SymbolEntry, SymbolTable
 
@@ -72,6 +73,7 @@ class Resolver:
         self.finder = SymbolFinder(options)
         self.cache = SymbolCache(options.cache_dir, options.symbol_cache_size)
         self.lines_fn = lines_fn
+        self.line_cache = LineCache(options.cache_dir if lines_fn else None)
         self._ksym_entries: list[SymbolEntry] = []
         self._ktable: SymbolTable | None = None
         self._kmods: list[tuple[int, int, str]] = []
@@ -81,7 +83,6 @@ class Resolver:
         self._user: dict[int, dict[tuple[int, int, bool], Resolved]] = {}
         # the same keys -> sigframes mark, for the few entries that are not NORMAL
         self._marks: dict[int, dict[tuple[int, int, bool], int]] = {}
-        self._trampolines: dict[str, set[int]] = {}  # object id -> trampoline start addresses
         self._kernel: dict[tuple[int, bool], Resolved] = {}
 
     # --- recorded symbol rows -------------------------------------------------------------
@@ -194,9 +195,14 @@ class Resolver:
                     Unresolved(m.path, bid, reason), None, NORMAL)
         syms = self.symbols(obj)
         elf_addr: int = n.elf_addr
-        if lookup != addr and elf_addr + 1 in self._trampoline_starts(obj.object_id, syms):
-            elf_addr += 1  # a handler's return address: the trampoline's first byte
-        hit = syms.table.lookup(elf_addr)
+        hit = None
+        if lookup != addr:
+            # a handler's return address is the trampoline's first byte: look it up as is
+            # (a bisect; a name is decoded only when a symbol starts right there)
+            exact = syms.table.lookup(elf_addr + 1)
+            if exact is not None and exact[1] == elf_addr + 1 and exact[0] in TRAMPOLINES:
+                hit, elf_addr = exact, elf_addr + 1
+        hit = hit or syms.table.lookup(elf_addr)
         if hit:
             name = demangle(hit[0])
             return (Frame(name, kind, addr, m.path, bid, elf_addr),
@@ -205,12 +211,6 @@ class Resolver:
         return (Frame(f"{label}+0x{elf_addr:x}", kind, addr, m.path, bid, elf_addr,
                       reason=reason),
                 Unresolved(m.path, bid, reason), syms.dwarf_path, NORMAL)
-
-    def _trampoline_starts(self, object_id: str, syms: ObjectSymbols) -> set[int]:
-        got = self._trampolines.get(object_id)
-        if got is None:
-            got = self._trampolines[object_id] = syms.table.addresses_named(trampoline_names())
-        return got
 
     def symbols(self, obj) -> ObjectSymbols:
         return self.cache.get(obj.object_id, obj.build_id,
@@ -230,13 +230,19 @@ class Resolver:
         for p in pending:
             by_path.setdefault(p.dwarf_path or "", []).append(p)
         for path, items in by_path.items():
-            try:
-                table = self.lines_fn(path, sorted({p.frame.elf_addr or 0 for p in items}))
-            except Exception as exc:
-                # DWARF readers fail on odd debug info; names from the symbol table stand.
-                print(f"ebpf-symbolize: warning: --lines failed for {path}: {exc}",
-                      file=sys.stderr)
-                continue
+            bid = items[0].frame.build_id  # one DWARF file: one object
+            table = self.line_cache.load(bid)
+            missing = sorted({p.frame.elf_addr or 0 for p in items} - table.keys())
+            if missing:
+                try:
+                    got = self.lines_fn(path, missing)
+                except Exception as exc:
+                    # DWARF readers fail on odd debug info; names from the symbol table stand.
+                    print(f"ebpf-symbolize: warning: --lines failed for {path}: {exc}",
+                          file=sys.stderr)
+                    continue
+                table.update((a, got.get(a, [])) for a in missing)
+                self.line_cache.store(bid, table)
             for p in items:
                 entries = table.get(p.frame.elf_addr or 0)
                 if not entries:

@@ -32,7 +32,6 @@ TRAMPOLINES = frozenset({
     "runtime.sigreturn", "runtime.sigreturn.abi0",  # Go before 1.21
     "runtime.sigreturn__sigaction", "runtime.sigreturn__sigaction.abi0",
 })
-_TRAMPOLINE_BYTES = frozenset(n.encode() for n in TRAMPOLINES)
 INJECTED_CALLS = frozenset({
     "runtime.asyncPreempt", "runtime.asyncPreempt.abi0", "runtime.sigpanic",
     "runtime.sigpanic0.abi0",
@@ -54,7 +53,3 @@ def mark_of(name: str) -> int:
 def next_is_exact(mark: int, unwinder: str | None) -> bool:
     """Whether the entry after one with this mark is an exact pc, not a return address."""
     return mark == INJECTED or (mark == TRAMPOLINE and unwinder in _EXACT_AFTER_TRAMPOLINE)
-
-
-def trampoline_names() -> frozenset[bytes]:
-    return _TRAMPOLINE_BYTES

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from recording.buildid import build_id_problem, is_build_id
 from recording.untrusted import (
@@ -28,7 +29,6 @@ from recording.untrusted import (
     recorded_path_problem,
     resolve_in_root,
 )
-from symbolizer.debuginfod import DebuginfodClient
 from symbolizer.elfsyms import (
     ElfReadError,
     ElfSymbols,
@@ -40,6 +40,9 @@ from symbolizer.normalize import ObjectInfo, strip_deleted
 from symbolizer.options import SymbolizeOptions
 from symbolizer.plt import plt_stubs
 from symbolizer.symtab import SymbolTable
+
+if TYPE_CHECKING:
+    from symbolizer.debuginfod import DebuginfodClient
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,13 @@ def _crc32_of(path: str, follow_symlinks: bool) -> int:
 class SymbolFinder:
     def __init__(self, options: SymbolizeOptions) -> None:
         self.options = options
-        self.debuginfod = (
-            DebuginfodClient(options.debuginfod_urls, options.cache_dir,
-                             options.debuginfod_timeout_s, options.debuginfod_max_time_s,
-                             options.debuginfod_max_size)
-            if options.debuginfod_urls else None
-        )
+        self.debuginfod: DebuginfodClient | None = None
+        if options.debuginfod_urls:
+            from symbolizer.debuginfod import DebuginfodClient  # only with servers to ask
+
+            self.debuginfod = DebuginfodClient(
+                options.debuginfod_urls, options.cache_dir, options.debuginfod_timeout_s,
+                options.debuginfod_max_time_s, options.debuginfod_max_size)
 
     def host_path(self, recorded: str) -> tuple[str | None, str | None]:
         """(where the recorded path is on this host, None), or (None, why it is refused).

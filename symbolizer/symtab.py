@@ -9,6 +9,8 @@ of parsing ELF again.
 from __future__ import annotations
 
 import bisect
+import itertools
+import operator
 import struct
 from array import array
 from collections.abc import Iterable
@@ -104,20 +106,6 @@ class SymbolTable:
     def name_at(self, i: int) -> bytes:
         return self.blob[self.name_offs[i]:self.name_offs[i + 1]]
 
-    def addresses_named(self, names: Iterable[bytes]) -> set[int]:
-        """Start addresses of the symbols with one of these exact names (blob search: no
-        per-symbol work, so it is cheap on tables of tens of thousands of symbols)."""
-        out = set()
-        for name in names:
-            pos = self.blob.find(name)
-            while pos >= 0:
-                i = bisect.bisect_left(self.name_offs, pos)
-                if (i < len(self.addrs) and self.name_offs[i] == pos
-                        and self.name_offs[i + 1] == pos + len(name)):
-                    out.add(self.addrs[i])
-                pos = self.blob.find(name, pos + 1)
-        return out
-
     def lookup(self, addr: int) -> tuple[str, int] | None:
         """(name, symbol start) of the symbol containing addr, or None."""
         i = bisect.bisect_right(self.addrs, addr) - 1
@@ -163,9 +151,9 @@ class SymbolTable:
             pos += 8 * count
         blob = data[pos:pos + blob_len]
         offs = arrays[2]
-        if offs[0] != 0 or offs[-1] != blob_len or any(
-            offs[i] > offs[i + 1] for i in range(n)
-        ):
+        # in order, checked at C speed (a warm run loads tables of 100,000 symbols)
+        if offs[0] != 0 or offs[-1] != blob_len or not all(
+                map(operator.le, offs, itertools.islice(offs, 1, None))):
             raise CacheFormatError("name offsets out of order")
         return cls(arrays[0], arrays[1], offs, blob)
 

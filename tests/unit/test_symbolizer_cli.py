@@ -177,3 +177,36 @@ def test_parquet_output_names_the_process(recording, tmp_path, capsys):
     assert rows == recorded and len(rows) == 1
     assert duckdb.sql(f"SELECT sum(count) FROM '{out}' WHERE leaf").fetchall() == \
         duckdb.sql(f"SELECT sum(count) FROM '{out}' WHERE depth = 0").fetchall()
+
+
+def test_warm_lines_run_reads_no_dwarf(recording, tmp_path, capsys, monkeypatch):
+    """--lines answers are cached by build ID: a second run over the same addresses gives the
+    same output without reading DWARF (the cold run is the DWARF-bound one)."""
+    import symbolizer.lines as lines
+
+    calls: list[int] = []
+    real = lines.resolve_lines
+
+    def counting(path, addrs):
+        addrs = list(addrs)
+        calls.append(len(addrs))
+        return real(path, addrs)
+
+    monkeypatch.setattr(lines, "resolve_lines", counting)
+    import duckdb
+
+    def run_lines(out: Path) -> list[tuple]:
+        rc, _, _ = symbolize([recording, "--lines", "--format", "parquet", "--out", out,
+                              "--cache-dir", tmp_path / "c"], capsys)
+        assert rc == 0
+        return duckdb.sql(f"SELECT function, file, line, inlined, sum(count) FROM '{out}' "
+                          "GROUP BY ALL ORDER BY ALL").fetchall()
+
+    cold = run_lines(tmp_path / "cold.parquet")
+    assert calls and any(f and f.endswith(".c") for _n, f, *_r in cold)  # file:line frames
+    calls.clear()
+    warm = run_lines(tmp_path / "warm.parquet")
+    assert warm == cold and calls == []
+    cache = tmp_path / "c" / "lines"
+    files = [p for p in cache.rglob("*.json")]
+    assert files and all(p.stat().st_mode & 0o077 == 0 for p in files)
