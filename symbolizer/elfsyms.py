@@ -172,7 +172,13 @@ def _entries(data: bytes, strtab: bytes, is64: bool, little: bool, kinds: dict[i
             continue
         end = strtab.find(b"\0", st_name)
         name = strtab[st_name:end if end >= 0 else len(strtab)]
-        yield SymbolEntry(value, sz, name, perf_rank(sz, typ, st_info >> 4, name, index))
+        # perf_rank, inlined: this loop runs once per symbol of every cold object
+        rank = ((sz > 0) << 60 | (typ != STT_NOTYPE) << 59
+                | _BIND_RANK.get(st_info >> 4, 1) << 57
+                | (255 - min(len(name) - len(name.lstrip(b"_")), 255)) << 49
+                | min(len(name), 0xFFFF) << 33 | (not name.startswith(b"SyS")) << 32
+                | (0xFFFFFFFF - min(index, 0xFFFFFFFF)))
+        yield SymbolEntry(value, sz, name, rank)
 
 
 def perf_rank(size: int, typ: int, bind: int, name: bytes, index: int) -> int:

@@ -161,3 +161,24 @@ def _debug_symtab_functions(path: str) -> dict[str, int]:
     out = subprocess.run(["readelf", "-sW", dbg], capture_output=True, text=True).stdout
     return {parts[7]: int(parts[1], 16) for line in out.splitlines()
             if len(parts := line.split()) == 8 and parts[3] in ("FUNC", "IFUNC")}
+
+
+def test_inlined_rank_is_perf_rank():
+    """_entries computes perf_rank inline for speed; the two must agree on every symbol."""
+    import struct
+
+    from symbolizer.elfsyms import _entries, perf_rank
+
+    names = [b"__x", b"SyS_read", b"label", b"f", b"_" * 300]
+    strtab = b"\0" + b"\0".join(names) + b"\0"
+    offs, pos = [], 1
+    for n in names:
+        offs.append(pos)
+        pos += len(n) + 1
+    rows = [(offs[i], (bind << 4) | typ, 0, 1, 0x1000 + i, size)
+            for i, (bind, typ, size) in enumerate([(1, 2, 8), (2, 2, 0), (0, 0, 0), (0, 10, 4),
+                                                   (1, 2, 1)])]
+    data = b"".join(struct.pack("<IBBHQQ", *r) for r in rows)
+    got = list(_entries(data, strtab, True, True, {1: 2}))
+    assert [e.rank for e in got] == [
+        perf_rank(r[5], r[1] & 0xF, r[1] >> 4, names[i], i) for i, r in enumerate(rows)]
