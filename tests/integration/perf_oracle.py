@@ -58,12 +58,22 @@ class PerfRun:
     mmaps: dict[int, list[tuple[int, int, int, str]]] = field(default_factory=dict)
 
 
+def perf_env() -> dict[str, str]:
+    """perf's environment without a debuginfod server: perf must name what the local files
+    say, as the symbolizer does."""
+    return {k: v for k, v in os.environ.items() if k != "DEBUGINFOD_URLS"}
+
+
 def perf_record(cmd: list[str], data: Path, *, call_graph: str = "fp", freq: int = 999,
                 cwd: Path | None = None) -> Path:
-    # -N: perf must read the very files the symbolizer reads, not copies in ~/.debug
-    subprocess.run(["perf", "record", "-N", "-q", "-F", str(freq), "--call-graph", call_graph,
-                    "-o", str(data), "--", *cmd], check=True, cwd=cwd,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # -N: perf must read the very files the symbolizer reads, not copies in ~/.debug; -B: no
+    # build IDs collected at the end, where perf 6.1 at times aborts (build-id.c:1010) while
+    # other jobs on the machine run perf too
+    r = subprocess.run(["perf", "record", "-N", "-B", "-q", "-F", str(freq), "--call-graph",
+                        call_graph, "-o", str(data), "--", *cmd], cwd=cwd, env=perf_env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise AssertionError(f"perf record exited {r.returncode}: {r.stderr[-2000:]}")
     return data
 
 
@@ -71,7 +81,7 @@ def perf_script(data: Path) -> PerfRun:
     # --no-inline: the symbol's name, not the DWARF name of code inlined there
     out = subprocess.run(["perf", "script", "-i", str(data), "--show-mmap-events", "--no-inline",
                           "-F", "comm,pid,ip,sym,dso"], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, env=perf_env()).stdout
     run = PerfRun()
     cur: PerfSample | None = None
     for line in out.splitlines():
