@@ -41,7 +41,8 @@ _WRAPPER = (
     "t = time.perf_counter()\n"
     "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
     "dt = time.perf_counter() - t\n"
-    "print(dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)\n"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(dt, u.ru_maxrss, r.returncode, u.ru_utime + u.ru_stime)\n"
 )
 
 # Other activity for --mode system: many short-lived processes with objects of their own.
@@ -49,13 +50,14 @@ _COMPILE_LOOP = 'while :; do make -s -B -C "$1" OUT="$2" >/dev/null 2>&1; done'
 _SHELL_LOOP = "while :; do sh -c 'i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done'; done"
 
 
-def measure(cmd: list[str]) -> tuple[float, int]:
-    """(wall seconds, peak RSS KiB) of one run of cmd."""
+def measure(cmd: list[str]) -> tuple[float, int, float]:
+    """(wall seconds, peak RSS KiB, CPU seconds user + system) of one run of cmd. CPU time is
+    the figure to compare on a machine shared with other work, where wall time waits."""
     out = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True,
                          text=True, check=True).stdout.split()
     if out[2] != "0":
         raise SystemExit(f"failed: {' '.join(cmd)}")
-    return float(out[0]), int(out[1])
+    return float(out[0]), int(out[1]), float(out[3])
 
 
 def record_small(work: Path, duration: float, perf_data: Path, rec: Path) -> None:
@@ -124,8 +126,8 @@ def main() -> int:
     (record_system if a.mode == "system" else record_small)(work, a.duration, perf_data, rec)
 
     sym = [str(VENV / "ebpf-symbolize"), str(rec)]
-    results: dict[str, list[tuple[float, int]]] = {"perf script": [], "ebpf-symbolize cold": [],
-                                                   "ebpf-symbolize warm": []}
+    results: dict[str, list[tuple[float, int, float]]] = {
+        "perf script": [], "ebpf-symbolize cold": [], "ebpf-symbolize warm": []}
     for i in range(a.repeat):
         results["perf script"].append(measure(["perf", "script", "-i", str(perf_data)]))
         cache = work / f"cache{i}"
@@ -133,16 +135,18 @@ def main() -> int:
         results["ebpf-symbolize warm"].append(measure([*sym, "--cache-dir", str(cache)]))
 
     perf_n, ours_n, procs = sizes(perf_data, rec)
-    med = {k: (statistics.median(t for t, _ in v), max(m for _, m in v))
-           for k, v in results.items()}
-    base = med["perf script"][0]
+    med = {k: (statistics.median(t for t, _, _ in v), max(m for _, m, _ in v),
+               statistics.median(c for _, _, c in v)) for k, v in results.items()}
+    base, cbase = med["perf script"][0], med["perf script"][2]
     print(f"mode {a.mode}, {a.duration:g} s at 100 Hz, median of {a.repeat} runs; "
           f"perf.data {perf_data.stat().st_size / 2**20:.1f} MiB, {perf_n} samples; "
           f"recording {rec.stat().st_size / 2**20:.1f} MiB, {ours_n} samples, "
           f"{procs} processes")
-    print(f"{'tool':<22}{'wall (s)':>10}{'vs perf script':>16}{'peak RSS (MiB)':>16}")
-    for k, (t, rss) in med.items():
-        print(f"{k:<22}{t:>10.3f}{t / base:>15.2f}x{rss / 1024:>16.1f}")
+    print(f"{'tool':<22}{'wall (s)':>10}{'vs perf script':>16}{'CPU (s)':>9}{'vs perf':>9}"
+          f"{'peak RSS (MiB)':>16}")
+    for k, (t, rss, cpu) in med.items():
+        print(f"{k:<22}{t:>10.3f}{t / base:>15.2f}x{cpu:>9.3f}{cpu / cbase:>8.2f}x"
+              f"{rss / 1024:>16.1f}")
     if a.keep:
         print(f"kept {work}")
     else:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -108,6 +107,8 @@ class SymbolCache:
 
 def _atomic_write(path: str, data: bytes) -> None:
     # mkstemp: O_EXCL, an unpredictable name, mode 0600; the rename keeps the mode
+    import tempfile  # cold runs only: warm ones write nothing
+
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -85,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="-", help="output file (default: stdout); replaced "
                                               "only once the run completes")
     p.add_argument("--debug-dir", action="append", dest="debug_dirs", metavar="DIR",
-                   help="directory with a .build-id/xx/rest.debug tree (repeatable; default "
-                        "/usr/lib/debug)")
+                   help="directory with a .build-id/xx/rest.debug tree, searched before "
+                        "/usr/lib/debug (repeatable; as gdb's debug-file-directory list)")
+    p.add_argument("--no-default-debug-dir", action="store_true",
+                   help="do not search /usr/lib/debug (only the --debug-dir ones)")
     p.add_argument("--sysroot", help="look recorded paths up under this root (an unpacked "
                                      "container image or a copy of another machine's files)")
     p.add_argument("--debuginfod-url", action="append", dest="debuginfod_urls", metavar="URL",
@@ -118,6 +121,15 @@ def discovery_from_args(a: argparse.Namespace) -> Discovery:
     return discovery_for(PROG, a.kubernetes_node, a.only_services)
 
 
+def debug_dirs_from_args(a: argparse.Namespace) -> tuple[str, ...]:
+    """--debug-dir adds to the default list, first; the distribution's debug packages
+    (libc6-dbg in /usr/lib/debug) still name what the given directories lack."""
+    given = tuple(a.debug_dirs or ())
+    defaults = () if a.no_default_debug_dir else tuple(
+        d for d in DEFAULT_DEBUG_DIRS if d not in given)
+    return given + defaults
+
+
 def options_from_args(a: argparse.Namespace) -> SymbolizeOptions:
     size = a.symbol_cache_size
     if size is None:
@@ -134,13 +146,14 @@ def options_from_args(a: argparse.Namespace) -> SymbolizeOptions:
         raise UsageError(f"{exc}; unset it or give seconds (MAXTIME) or bytes (MAXSIZE)"
                          ) from None
     return SymbolizeOptions(
-        debug_dirs=tuple(a.debug_dirs) if a.debug_dirs else DEFAULT_DEBUG_DIRS,
+        debug_dirs=debug_dirs_from_args(a),
         sysroot=a.sysroot,
         debuginfod_urls=tuple(a.debuginfod_urls) if a.debuginfod_urls
         else debuginfod_urls_from_env(),
         cache_dir=a.cache_dir or default_cache_dir(),
         symbol_cache_size=size,
         lines=a.lines,
+        per_process=a.format == "parquet",  # the one format with pid and comm columns
         **limits,  # type: ignore[arg-type]
     )
 
@@ -216,6 +229,10 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
             write(grouper.add(drain))
 
     stopping = _StopOnSignal() if stream else None
+    # The output stream was taken above; whatever a library prints from here on goes to
+    # stderr, so `--format pprof > x.pprof` holds nothing but the profile.
+    quiet = contextlib.redirect_stdout(sys.stderr)
+    quiet.__enter__()
     try:
         for batches, closed in enumerate(_drive(engine, a.recording, stream), 1):
             emit(closed)
@@ -233,6 +250,7 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
             raise KeyboardInterrupt from None  # the read was cut short on purpose
         raise
     finally:
+        quiet.__exit__(None, None, None)
         if stopping is not None:
             stopping.restore()
         progress.done()

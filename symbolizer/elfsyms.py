@@ -15,13 +15,19 @@ from typing import Any, BinaryIO
 
 from recording.elf import LoadSegment, read_elf_info
 from symbolizer.inflate import SHF_COMPRESSED, InflateError, inflate_section, inflate_xz
+from symbolizer.plt import plt_entries
 from symbolizer.symtab import SymbolEntry, SymbolTable
 
+STT_NOTYPE = 0
 STT_FUNC = 2
 STT_GNU_IFUNC = 10
 SHN_UNDEF = 0
+SHN_LORESERVE = 0xFF00  # SHN_ABS, SHN_COMMON, ...: no section, so no code address
+SHF_ALLOC = 0x2
+STV_INTERNAL, STV_HIDDEN = 1, 2
 SHT_NOBITS = "SHT_NOBITS"
-_BIND_RANK = {1: 2, 2: 1, 0: 0}  # GLOBAL over WEAK over LOCAL when aliases share an address
+# perf's choose_best_symbol among aliases: GLOBAL over LOCAL (and GNU_UNIQUE) over WEAK
+_BIND_RANK = {1: 2, 2: 0}
 
 
 class ElfReadError(ValueError):
@@ -31,8 +37,9 @@ class ElfReadError(ValueError):
 @dataclass(frozen=True)
 class ElfSymbols:
     build_id: str | None
-    symtab: SymbolTable  # .symtab functions (empty when stripped)
+    symtab: SymbolTable  # .symtab functions and code labels (empty when stripped)
     dynsym: SymbolTable  # .dynsym functions
+    plt: SymbolTable  # `name@plt` stubs (symbolizer/plt.py); empty in a debug file
     has_debug_info: bool  # a .debug_info with contents: usable for --lines
     debuglink: tuple[str, int] | None  # .gnu_debuglink (file name, CRC32)
     debugdata: bytes | None  # .gnu_debugdata, xz-compressed MiniDebugInfo
@@ -84,6 +91,13 @@ def _read(f: BinaryIO, size: int, build_id: str | None,
                 raise ElfReadError(str(exc)) from None
         return sec.data()
 
+    # Zero-sized symbols (hand-written assembly: __restore_rt, ld.so's _start) extend to the
+    # next symbol, as perf's symbols__fixup_end does, but never past the end of their section:
+    # glibc's zero-sized _init in .init would otherwise swallow the .plt stubs after it.
+    ranges = sorted((sec["sh_addr"], sec["sh_addr"] + sec["sh_size"])
+                    for sec in (elf.get_section(i) for i in range(1, n))
+                    if sec["sh_flags"] & SHF_ALLOC and sec["sh_size"])
+    kinds = {i: _section_kind(elf.get_section(i)) for i in range(1, n)}
     tables = {}
     for name in (".symtab", ".dynsym"):
         sym_sec = sections.get(name)
@@ -95,7 +109,15 @@ def _read(f: BinaryIO, size: int, build_id: str | None,
             raise ElfReadError(f"{name} links to a missing string table")
         strtab = data_of(elf.get_section(link))
         tables[name] = SymbolTable.build(
-            _entries(data_of(sym_sec), strtab, elf.elfclass == 64, elf.little_endian))
+            _entries(data_of(sym_sec), strtab, elf.elfclass == 64, elf.little_endian, kinds)
+        ).bounded(ranges)
+
+    try:
+        plt = SymbolTable.build(plt_entries(
+            elf, sections, data_of, tables[".symtab"] if len(tables[".symtab"])
+            else tables[".dynsym"]))
+    except (ElfReadError, ValueError, KeyError, struct.error):
+        plt = SymbolTable.empty()  # a broken PLT loses its stubs' names, not the object's
 
     debuglink = None
     link_sec = sections.get(".gnu_debuglink")
@@ -112,29 +134,69 @@ def _read(f: BinaryIO, size: int, build_id: str | None,
     debugdata = data_of(data_sec) if data_sec is not None else None
     dbg = sections.get(".debug_info")
     has_debug_info = dbg is not None and dbg["sh_type"] != SHT_NOBITS and dbg["sh_size"] > 0
-    return ElfSymbols(build_id, tables[".symtab"], tables[".dynsym"], has_debug_info,
+    return ElfSymbols(build_id, tables[".symtab"], tables[".dynsym"], plt, has_debug_info,
                       debuglink, debugdata, loads)
 
 
-def _entries(data: bytes, strtab: bytes, is64: bool, little: bool):
+def _section_kind(sec) -> int:
+    """0: no code address (not loaded); 1: loaded; 2: loaded and where perf takes labels."""
+    if not sec["sh_flags"] & SHF_ALLOC:
+        return 0  # .gnu.warning.* and the like: never in memory (perf skips them too)
+    return 2 if "text" in sec.name else 1
+
+
+def _entries(data: bytes, strtab: bytes, is64: bool, little: bool, kinds: dict[int, int]):
+    """Function symbols, and untyped labels in text sections (ld.so's _start and
+    _dl_start_user), as perf's elf_sym__is_function / elf_sym__is_label take them."""
     e = "<" if little else ">"
     if is64:
         fmt, width = e + "IBBHQQ", 24
     else:
         fmt, width = e + "IIIBBH", 16
     usable = len(data) - len(data) % width
-    for fields in struct.iter_unpack(fmt, data[:usable]):
+    for index, fields in enumerate(struct.iter_unpack(fmt, data[:usable])):
         if is64:
-            st_name, st_info, _other, st_shndx, value, sz = fields
+            st_name, st_info, other, st_shndx, value, sz = fields
         else:
-            st_name, value, sz, st_info, _other, st_shndx = fields
-        if st_info & 0xF not in (STT_FUNC, STT_GNU_IFUNC) or st_shndx == SHN_UNDEF:
+            st_name, value, sz, st_info, other, st_shndx = fields
+        typ = st_info & 0xF
+        if st_shndx == SHN_UNDEF or st_shndx >= SHN_LORESERVE or not st_name:
+            continue
+        kind = kinds.get(st_shndx, 0)
+        if typ in (STT_FUNC, STT_GNU_IFUNC):
+            if not kind:
+                continue
+        elif typ != STT_NOTYPE or kind != 2 or other & 3 in (STV_INTERNAL, STV_HIDDEN):
             continue
         if st_name >= len(strtab):
             continue
         end = strtab.find(b"\0", st_name)
         name = strtab[st_name:end if end >= 0 else len(strtab)]
-        yield SymbolEntry(value, sz, name, _BIND_RANK.get(st_info >> 4, 0))
+        # perf_rank, inlined: this loop runs once per symbol of every cold object
+        rank = ((sz > 0) << 60 | (typ != STT_NOTYPE) << 59
+                | _BIND_RANK.get(st_info >> 4, 1) << 57
+                | (255 - min(len(name) - len(name.lstrip(b"_")), 255)) << 49
+                | min(len(name), 0xFFFF) << 33 | (not name.startswith(b"SyS")) << 32
+                | (0xFFFFFFFF - min(index, 0xFFFFFFFF)))
+        yield SymbolEntry(value, sz, name, rank)
+
+
+def perf_rank(size: int, typ: int, bind: int, name: bytes, index: int) -> int:
+    """Which of several symbols at one address names it, as perf's choose_best_symbol
+    (tools/perf/util/symbol.c): one with a size; a function over a label; GLOBAL over LOCAL
+    over WEAK; fewer leading underscores; the longer name; not a "SyS" syscall alias; then
+    the first in the table. glibc defines __libc_start_main@@GLIBC_2.34,
+    __libc_start_main@GLIBC_2.2.5 and the local __libc_start_main_impl at one address; perf
+    prints the versioned name as the table spells it, and so do we. Encoded in one integer,
+    highest wins."""
+    underscores = len(name) - len(name.lstrip(b"_"))
+    rank = int(size > 0)
+    rank = rank << 1 | int(typ != STT_NOTYPE)
+    rank = rank << 2 | _BIND_RANK.get(bind, 1)
+    rank = rank << 8 | (255 - min(underscores, 255))
+    rank = rank << 16 | min(len(name), 0xFFFF)
+    rank = rank << 1 | int(not name.startswith(b"SyS"))
+    return rank << 32 | (0xFFFFFFFF - min(index, 0xFFFFFFFF))
 
 
 def inflate_debugdata(compressed: bytes) -> bytes:

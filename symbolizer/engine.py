@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -27,7 +27,7 @@ from symbolizer.model import Frame, FrameKind, Profile
 from symbolizer.normalize import Mapping, MappingIndex, ObjectInfo, Snapshot, loads_from_phdrs
 from symbolizer.options import SymbolizeOptions
 from symbolizer.report import Unresolved, UnresolvedReport
-from symbolizer.resolve import UNKNOWN, LinesFn, Resolver
+from symbolizer.resolve import UNKNOWN, LinesFn, Resolved, Resolver
 
 DEFAULT_SAMPLE_RATE = 100
 MAX_SAMPLE_RATE = 1_000_000  # 10x the kernel's default perf_event_max_sample_rate
@@ -53,6 +53,7 @@ class SampleRow:
     kernel_stack: list[int]
     user_stack_error: int | None
     kernel_stack_error: int | None
+    user_unwinder: str | None = None
 
 
 class _Batch:
@@ -206,12 +207,13 @@ class Engine:
 
     def _feed_samples(self, b: _Batch) -> None:
         pending = self._pending
-        for ws, we, pid, comm, n, ustack, kstack, uerr, kerr in b.records(
+        for ws, we, pid, comm, n, ustack, kstack, uerr, kerr, unw in b.records(
                 "sample", "window_start_ns", "window_end_ns", "pid", "comm", "count",
-                "user_stack", "kernel_stack", "user_stack_error", "kernel_stack_error"):
+                "user_stack", "kernel_stack", "user_stack_error", "kernel_stack_error",
+                "user_unwinder"):
             key = (ws or 0, we or 0)
             s = SampleRow(key[0], key[1], pid or 0, comm or "", n or 0, ustack or [],
-                          kstack or [], uerr, kerr)
+                          kstack or [], uerr, kerr, unw)
             got = pending.get(key)
             if got is None:
                 pending[key] = [s]
@@ -227,9 +229,8 @@ class Engine:
         for s in samples:
             if label_keys[s.pid] is None:
                 self._drop(s)
-        self.resolver.prepare_user(
-            (snaps[s.pid], s.pid, a, i > 0) for s in kept for i, a in enumerate(s.user_stack)
-        )
+        self.resolver.prepare_user_stacks(
+            (snaps[s.pid], s.pid, s.user_stack, s.user_unwinder) for s in kept)
         profiles: dict[LabelKey, Profile] = {}
         for s in kept:
             lk = label_keys[s.pid] or ()
@@ -237,7 +238,7 @@ class Engine:
             if profile is None:
                 profile = profiles[lk] = Profile(key[0], key[1], self.sample_rate, dict(lk))
             frames, unresolved = self._stack(s, snaps[s.pid])
-            profile.add(frames, s.count)
+            profile.add(frames, s.count, s.pid if self.options.per_process else None, s.comm)
             self.report.add(unresolved, s.count)
             self.total_samples += s.count
         self.windows_closed += 1
@@ -298,24 +299,22 @@ class Engine:
             root = self._roots[s.comm] = Frame(s.comm or UNKNOWN, FrameKind.ROOT)
         frames: list[Frame] = [root]
         unresolved: set[Unresolved] = set()
-        self._append(frames, unresolved, s.user_stack, s.user_stack_error, FrameKind.USER,
-                     lambda a, ret: self.resolver.user(snap, s.pid, a, ret))
-        self._append(frames, unresolved, s.kernel_stack, s.kernel_stack_error,
-                     FrameKind.KERNEL, self.resolver.kernel)
+        self._append(frames, unresolved, s.user_stack_error, FrameKind.USER, lambda: (
+            self.resolver.user_stack(snap, s.pid, s.user_stack, s.user_unwinder)))
+        self._append(frames, unresolved, s.kernel_stack_error, FrameKind.KERNEL, lambda: [
+            self.resolver.kernel(a, i > 0) for i, a in enumerate(s.kernel_stack)])
         return tuple(frames), unresolved
 
     @staticmethod
-    def _append(frames: list[Frame], unresolved: set[Unresolved], stack: Iterable[int],
-                error: int | None, kind: FrameKind, resolve) -> None:
+    def _append(frames: list[Frame], unresolved: set[Unresolved], error: int | None,
+                kind: FrameKind, resolve: Callable[[], list[Resolved]]) -> None:
         if error in _LOST:
             reason = _LOST[error]
             frames.append(Frame(UNKNOWN, kind, reason=reason))
             unresolved.add(Unresolved("[lost stacks]", None, reason))
             return
-        stack = list(stack)
         # Stacks are stored leaf first; output is root first.
-        for i in range(len(stack) - 1, -1, -1):
-            got, why = resolve(stack[i], i > 0)
+        for got, why in reversed(resolve()):
             frames.extend(got)
             if why is not None:
                 unresolved.add(why)

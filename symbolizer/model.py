@@ -60,9 +60,15 @@ class Profile:
     sample_rate: int
     labels: dict[str, str] = field(default_factory=dict)
     stacks: dict[Stack, int] = field(default_factory=dict)
+    # the same counts by process, (stack, pid, comm) -> count, when the input named them (a
+    # recording does, folded text does not): for sinks that keep processes apart (parquet)
+    processes: dict[tuple[Stack, int, str], int] = field(default_factory=dict)
 
-    def add(self, stack: Stack, count: int) -> None:
+    def add(self, stack: Stack, count: int, pid: int | None = None, comm: str = "") -> None:
         self.stacks[stack] = self.stacks.get(stack, 0) + count
+        if pid is not None:
+            key = (stack, pid, comm)
+            self.processes[key] = self.processes.get(key, 0) + count
 
     @property
     def total(self) -> int:

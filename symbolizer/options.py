@@ -49,3 +49,4 @@ class SymbolizeOptions:
     cache_dir: str | None = field(default_factory=default_cache_dir)  # None: no disk cache
     symbol_cache_size: int = DEFAULT_SYMBOL_CACHE_SIZE
     lines: bool = False  # file:line and inlined frames from DWARF (symbolizer/lines.py)
+    per_process: bool = False  # Profiles also count by (pid, comm): for --format parquet

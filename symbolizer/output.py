@@ -16,7 +16,6 @@ import contextlib
 import os
 import stat
 import sys
-import tempfile
 from typing import BinaryIO
 
 from recording.errors import OutputError, UsageError
@@ -85,6 +84,8 @@ class Output:
                              "destroy the recording: give another file")
         try:
             if st is None or stat.S_ISREG(st.st_mode):
+                import tempfile  # --out FILE only: stdout needs none
+
                 fd, self._tmp = tempfile.mkstemp(
                     dir=os.path.dirname(os.path.abspath(path)),
                     prefix=f".{os.path.basename(path)}.", suffix=".tmp")

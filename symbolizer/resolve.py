@@ -3,7 +3,8 @@
 Every unique (snapshot, address, is-return) is resolved once per run and its frames kept;
 samples then only look frames up. Return addresses (every frame but the leaf) are looked up at
 addr - 1, as perf does: the return address is the instruction after the call, which may
-already belong to the next function or line.
+already belong to the next function or line. Signal trampolines and the entries after them
+are exact (symbolizer/sigframes.py): `user_stack` decides that per stack.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 from symbolizer.cache import SymbolCache
 from symbolizer.demangle import demangle
+from symbolizer.linecache import LineCache
 from symbolizer.model import Frame, FrameKind
 from symbolizer.normalize import (
     VDSO_PATH,
@@ -27,6 +29,7 @@ from symbolizer.normalize import (
 )
 from symbolizer.options import SymbolizeOptions
 from symbolizer.report import Unresolved
+from symbolizer.sigframes import NORMAL, TRAMPOLINES, mark_of, next_is_exact
 from symbolizer.sources import ObjectSymbols, SymbolFinder
 from symbolizer.symtab import SymbolEntry, SymbolTable
 
@@ -70,6 +73,7 @@ class Resolver:
         self.finder = SymbolFinder(options)
         self.cache = SymbolCache(options.cache_dir, options.symbol_cache_size)
         self.lines_fn = lines_fn
+        self.line_cache = LineCache(options.cache_dir if lines_fn else None)
         self._ksym_entries: list[SymbolEntry] = []
         self._ktable: SymbolTable | None = None
         self._kmods: list[tuple[int, int, str]] = []
@@ -77,6 +81,8 @@ class Resolver:
         self._perfmaps: dict[int, SymbolTable] = {}
         # pid -> (maps_seq, addr, is_return) -> frames; per pid so a stream can forget a pid
         self._user: dict[int, dict[tuple[int, int, bool], Resolved]] = {}
+        # the same keys -> sigframes mark, for the few entries that are not NORMAL
+        self._marks: dict[int, dict[tuple[int, int, bool], int]] = {}
         self._kernel: dict[tuple[int, bool], Resolved] = {}
 
     # --- recorded symbol rows -------------------------------------------------------------
@@ -95,14 +101,15 @@ class Resolver:
         """Drop what is kept for a pid (all of it, or the frames of some snapshots)."""
         if maps_seqs is None:
             self._user.pop(pid, None)
+            self._marks.pop(pid, None)
             self._perfmap_entries.pop(pid, None)
             self._perfmaps.pop(pid, None)
             return
         drop = set(maps_seqs)
-        per_pid = self._user.get(pid)
-        if per_pid:
-            for key in [k for k in per_pid if k[0] in drop]:
-                del per_pid[key]
+        for kept in (self._user.get(pid), self._marks.get(pid)):
+            if kept:
+                for key in [k for k in kept if k[0] in drop]:
+                    del kept[key]
 
     def retained_pids(self) -> set[int]:
         return set(self._user) | set(self._perfmap_entries)
@@ -116,6 +123,32 @@ class Resolver:
             got = self._user[pid][key]
         return got
 
+    def user_stack(self, snap: Snapshot | None, pid: int, stack: list[int],
+                   unwinder: str | None) -> list[Resolved]:
+        """Frames of each entry of a user stack (leaf first): the leaf, signal trampolines
+        and the entries sigframes.next_is_exact says are exact are looked up as they are,
+        the other entries as return addresses."""
+        out = []
+        exact = True
+        seq = snap.maps_seq if snap else -1
+        for addr in stack:
+            out.append(self.user(snap, pid, addr, not exact))
+            marks = self._marks.get(pid)
+            mark = marks.get((seq, addr, not exact), NORMAL) if marks else NORMAL
+            exact = next_is_exact(mark, unwinder)
+        return out
+
+    def prepare_user_stacks(self, stacks: Iterable[tuple[Snapshot | None, int, list[int],
+                                                         str | None]]) -> None:
+        """Resolve the entries of many stacks at once (one DWARF pass per object for
+        --lines); entries that turn out exact after a signal frame are resolved after."""
+        stacks = list(stacks)
+        self.prepare_user((snap, pid, a, i > 0) for snap, pid, stack, _u in stacks
+                          for i, a in enumerate(stack))
+        for snap, pid, stack, unwinder in stacks:
+            if self._marks.get(pid):
+                self.user_stack(snap, pid, stack, unwinder)
+
     def prepare_user(self, wanted: Iterable[tuple[Snapshot | None, int, int, bool]]) -> None:
         """Resolve many addresses at once, so --lines reads each object's DWARF once."""
         pending: list[_Pending] = []
@@ -127,28 +160,30 @@ class Resolver:
             elif key in per_pid:
                 continue
             lookup = AbsAddr(addr - 1 if is_return and addr else addr)
-            frame, unresolved, dwarf = self._user_frame(snap, pid, AbsAddr(addr), lookup)
+            frame, unresolved, dwarf, mark = self._user_frame(snap, pid, AbsAddr(addr), lookup)
             per_pid[key] = ((frame,), unresolved)
+            if mark != NORMAL:
+                self._marks.setdefault(pid, {})[key] = mark
             if self.lines_fn and dwarf and frame.elf_addr is not None:
                 pending.append(_Pending(pid, key, frame, dwarf))
         if pending:
             self._expand_lines(pending)
 
     def _user_frame(self, snap: Snapshot | None, pid: int, addr: AbsAddr, lookup: AbsAddr
-                    ) -> tuple[Frame, Unresolved | None, str | None]:
+                    ) -> tuple[Frame, Unresolved | None, str | None, int]:
         n: Normalized = self.index.normalize(snap, lookup)
         m = n.mapping
         if m is None:
             reason = n.reason or "unmapped"
             return (Frame(UNKNOWN, FrameKind.USER, addr, reason=reason),
-                    Unresolved("[unmapped]", None, reason), None)
+                    Unresolved("[unmapped]", None, reason), None, NORMAL)
         if m.anonymous:
             hit = self._perfmap(pid).lookup(lookup)
             if hit:
-                return Frame(hit[0], FrameKind.JIT, addr), None, None
+                return Frame(hit[0], FrameKind.JIT, addr), None, None, NORMAL
             reason = "anonymous executable memory without a perf map entry"
             return (Frame(UNKNOWN, FrameKind.JIT, addr, reason=reason),
-                    Unresolved("[anonymous]", None, reason), None)
+                    Unresolved("[anonymous]", None, reason), None, NORMAL)
         kind = FrameKind.VDSO if m.path == VDSO_PATH else FrameKind.USER
         label = object_label(m.path)
         obj = n.obj
@@ -157,16 +192,25 @@ class Resolver:
             reason = n.reason or "object not recorded"
             return (Frame(f"{label}+0x{n.file_offset or 0:x}", kind, addr, m.path, bid,
                           None, reason=reason),
-                    Unresolved(m.path, bid, reason), None)
+                    Unresolved(m.path, bid, reason), None, NORMAL)
         syms = self.symbols(obj)
-        hit = syms.table.lookup(n.elf_addr)
+        elf_addr: int = n.elf_addr
+        hit = None
+        if lookup != addr:
+            # a handler's return address is the trampoline's first byte: look it up as is
+            # (a bisect; a name is decoded only when a symbol starts right there)
+            exact = syms.table.lookup(elf_addr + 1)
+            if exact is not None and exact[1] == elf_addr + 1 and exact[0] in TRAMPOLINES:
+                hit, elf_addr = exact, elf_addr + 1
+        hit = hit or syms.table.lookup(elf_addr)
         if hit:
-            return (Frame(demangle(hit[0]), kind, addr, m.path, bid, n.elf_addr),
-                    None, syms.dwarf_path)
+            name = demangle(hit[0])
+            return (Frame(name, kind, addr, m.path, bid, elf_addr),
+                    None, syms.dwarf_path, mark_of(name))
         reason = self._miss_reason(syms)
-        return (Frame(f"{label}+0x{n.elf_addr:x}", kind, addr, m.path, bid, n.elf_addr,
+        return (Frame(f"{label}+0x{elf_addr:x}", kind, addr, m.path, bid, elf_addr,
                       reason=reason),
-                Unresolved(m.path, bid, reason), syms.dwarf_path)
+                Unresolved(m.path, bid, reason), syms.dwarf_path, NORMAL)
 
     def symbols(self, obj) -> ObjectSymbols:
         return self.cache.get(obj.object_id, obj.build_id,
@@ -186,13 +230,19 @@ class Resolver:
         for p in pending:
             by_path.setdefault(p.dwarf_path or "", []).append(p)
         for path, items in by_path.items():
-            try:
-                table = self.lines_fn(path, sorted({p.frame.elf_addr or 0 for p in items}))
-            except Exception as exc:
-                # DWARF readers fail on odd debug info; names from the symbol table stand.
-                print(f"ebpf-symbolize: warning: --lines failed for {path}: {exc}",
-                      file=sys.stderr)
-                continue
+            bid = items[0].frame.build_id  # one DWARF file: one object
+            table = self.line_cache.load(bid)
+            missing = sorted({p.frame.elf_addr or 0 for p in items} - table.keys())
+            if missing:
+                try:
+                    got = self.lines_fn(path, missing)
+                except Exception as exc:
+                    # DWARF readers fail on odd debug info; names from the symbol table stand.
+                    print(f"ebpf-symbolize: warning: --lines failed for {path}: {exc}",
+                          file=sys.stderr)
+                    continue
+                table.update((a, got.get(a, [])) for a in missing)
+                self.line_cache.store(bid, table)
             for p in items:
                 entries = table.get(p.frame.elf_addr or 0)
                 if not entries:
@@ -202,9 +252,12 @@ class Resolver:
                 f = p.frame
                 frames = []
                 for func, file, line, inlined in reversed(entries):
-                    frames.append(Frame(demangle(func) if func else f.name, f.kind, f.address,
-                                        f.object, f.build_id, f.elf_addr, file, line,
-                                        bool(inlined)))
+                    # The function itself keeps its symbol-table name: DWARF's drops the
+                    # `.isra.0`/`.constprop.0` of GCC's clones and Go's `.abi0`, and a
+                    # profile with --lines must merge with one without.
+                    name = demangle(func) if func and inlined else f.name
+                    frames.append(Frame(name, f.kind, f.address, f.object, f.build_id,
+                                        f.elf_addr, file, line, bool(inlined)))
                 per_pid = self._user[p.pid]
                 per_pid[p.key] = (tuple(frames), per_pid[p.key][1])
 

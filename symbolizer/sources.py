@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from recording.buildid import build_id_problem, is_build_id
 from recording.untrusted import (
@@ -28,7 +29,6 @@ from recording.untrusted import (
     recorded_path_problem,
     resolve_in_root,
 )
-from symbolizer.debuginfod import DebuginfodClient
 from symbolizer.elfsyms import (
     ElfReadError,
     ElfSymbols,
@@ -38,7 +38,11 @@ from symbolizer.elfsyms import (
 )
 from symbolizer.normalize import ObjectInfo, strip_deleted
 from symbolizer.options import SymbolizeOptions
+from symbolizer.plt import plt_stubs
 from symbolizer.symtab import SymbolTable
+
+if TYPE_CHECKING:
+    from symbolizer.debuginfod import DebuginfodClient
 
 
 @dataclass(frozen=True)
@@ -80,12 +84,13 @@ def _crc32_of(path: str, follow_symlinks: bool) -> int:
 class SymbolFinder:
     def __init__(self, options: SymbolizeOptions) -> None:
         self.options = options
-        self.debuginfod = (
-            DebuginfodClient(options.debuginfod_urls, options.cache_dir,
-                             options.debuginfod_timeout_s, options.debuginfod_max_time_s,
-                             options.debuginfod_max_size)
-            if options.debuginfod_urls else None
-        )
+        self.debuginfod: DebuginfodClient | None = None
+        if options.debuginfod_urls:
+            from symbolizer.debuginfod import DebuginfodClient  # only with servers to ask
+
+            self.debuginfod = DebuginfodClient(
+                options.debuginfod_urls, options.cache_dir, options.debuginfod_timeout_s,
+                options.debuginfod_max_time_s, options.debuginfod_max_size)
 
     def host_path(self, recorded: str) -> tuple[str | None, str | None]:
         """(where the recorded path is on this host, None), or (None, why it is refused).
@@ -129,8 +134,27 @@ class SymbolFinder:
                 return None
             return syms
 
+        host, refused = self.host_path(obj.path)
+        read: dict[str, ElfSymbols | None] = {}  # the binary, read at most once
+
+        def runtime() -> ElfSymbols | None:
+            if "binary" not in read:
+                read["binary"] = (accept(host, False) if host is not None
+                                  and os.path.lexists(host) else None)
+            return read["binary"]
+
         def full(path: str, syms: ElfSymbols, how: str) -> ObjectSymbols:
-            return ObjectSymbols(syms.symtab, f"{how} {path}", True,
+            # A debug file's .plt is SHT_NOBITS: the stubs' names come from the binary, or
+            # from the partial table cached from it (so a warm run need not parse it again).
+            if len(syms.plt) or path == host:
+                plt = syms.plt
+            elif fallback is not None and fallback.binary_read:
+                plt = plt_stubs(fallback.table)
+            else:
+                rt = runtime()
+                plt = rt.plt if rt is not None else SymbolTable.empty()
+            table = syms.symtab.merged(plt) if len(plt) else syms.symtab
+            return ObjectSymbols(table, f"{how} {path}", True,
                                  path if syms.has_debug_info else None)
 
         # 1. build-id trees
@@ -141,14 +165,13 @@ class SymbolFinder:
                     return full(p, s, "debug file")
 
         # 2. the object itself (known from the cache entry, when it came from the binary)
-        host, refused = self.host_path(obj.path)
         if refused:
             notes.append(refused)
         known = fallback is not None and fallback.binary_read and bid is not None
         binary = None
         debuglink = fallback.debuglink if fallback is not None and known else None
         if not known and host is not None:
-            binary = accept(host, False) if os.path.lexists(host) else None
+            binary = runtime()
             if binary is None and not os.path.lexists(host):
                 notes.append(f"object missing: {host} not found")
             if binary is not None and len(binary.symtab):
@@ -195,6 +218,8 @@ class SymbolFinder:
 
         # 5. MiniDebugInfo, 6. .dynsym
         table, source = binary.dynsym, f".dynsym of {host}"
+        if len(binary.plt):
+            table = table.merged(binary.plt)
         if binary.debugdata:
             try:
                 mini = read_elf_symbols_bytes(inflate_debugdata(binary.debugdata))
@@ -229,4 +254,6 @@ class SymbolFinder:
             return ObjectSymbols(SymbolTable.empty(), "recorded image", False, None,
                                  f"recorded {obj.path} image unreadable ({exc})")
         table = s.symtab.merged(s.dynsym) if len(s.symtab) else s.dynsym
+        if len(s.plt):
+            table = table.merged(s.plt)
         return ObjectSymbols(table, f"recorded {obj.path} image", True)

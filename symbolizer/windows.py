@@ -24,6 +24,8 @@ class WindowPlan:
 def merge_into(target: Profile, p: Profile) -> None:
     for stack, n in p.stacks.items():
         target.add(stack, n)
+    for (stack, pid, comm), n in p.processes.items():
+        target.processes[(stack, pid, comm)] = target.processes.get((stack, pid, comm), 0) + n
 
 
 def _label_key(p: Profile) -> tuple[tuple[str, str], ...]:

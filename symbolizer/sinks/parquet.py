@@ -1,10 +1,14 @@
-"""parquet sink: one row per (stack, frame), for analysis in DuckDB, pandas or Spark.
+"""parquet sink: one row per (stack, process, frame), for analysis in DuckDB, pandas or Spark.
 
-Each frame row repeats its stack's window, labels and count, so a plain GROUP BY answers most
-questions without joins (self time: `depth = stack_depth - 1`; total time: count each stack once
-per function). `stack_id` is a hash of the stack's frames, equal for the same stack in every
-window and file, so stacks can be followed across windows. Unresolved frames keep their
-address, object, build ID and ELF address next to the reason, for finding what is missing.
+Each frame row repeats its stack's window, labels, process (`pid`, `comm`) and count, so the
+usual questions are plain GROUP BYs, without joins and whatever the row order:
+self time sums `count` over `leaf` rows, inclusive time over `inclusive` rows (the first row
+of each function in its stack, so recursion counts once), and a total over `depth = 0` rows.
+Summing `count` over all rows counts each sample once per frame. `stack_id` is a hash of the
+stack's frames, equal for the same stack in every window and file, so stacks can be followed
+across windows; one stack of one process is one (window, labels, stack_id, pid). Unresolved
+frames keep their address, object, build ID and ELF address next to the reason.
+docs/recording-format.md, "Symbolized Parquet", has the schema and tested queries.
 
 One row group per Profile; nothing needs seeking, so `--out -` streams to a pipe.
 """
@@ -28,6 +32,8 @@ SCHEMA = pa.schema([
     pa.field("sample_rate", pa.int32(), nullable=False),
     pa.field("labels", pa.map_(pa.string(), pa.string())),
     pa.field("stack_id", pa.int64(), nullable=False),
+    pa.field("pid", pa.int32()),  # null for profiles made from folded text
+    pa.field("comm", pa.string()),
     pa.field("count", pa.int64(), nullable=False),
     pa.field("depth", pa.int32(), nullable=False),  # 0 = root (the process name)
     pa.field("stack_depth", pa.int32(), nullable=False),
@@ -39,9 +45,11 @@ SCHEMA = pa.schema([
     pa.field("file", pa.string()),
     pa.field("line", pa.int32()),
     pa.field("inlined", pa.bool_(), nullable=False),
+    pa.field("leaf", pa.bool_(), nullable=False),  # depth = stack_depth - 1: self time
+    pa.field("inclusive", pa.bool_(), nullable=False),  # first row of its function here
     pa.field("kind", pa.string(), nullable=False),
     pa.field("reason", pa.string()),  # why the frame is unresolved; null when resolved
-], metadata={"ebpf_profiler.symbolized_format": "1"})
+], metadata={"ebpf_profiler.symbolized_format": "2"})
 
 
 def stack_id(stack: Stack) -> int:
@@ -56,14 +64,24 @@ def stack_id(stack: Stack) -> int:
 def _table(profile: Profile) -> pa.Table:
     cols: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
     labels = list(profile.labels.items())
-    for stack, count in profile.stacks.items():
-        sid = stack_id(stack)
+    rows: Iterable[tuple[Stack, int | None, str | None, int]] = (
+        ((stack, pid, comm, n) for (stack, pid, comm), n in profile.processes.items())
+        if profile.processes else ((stack, None, None, n) for stack, n in profile.stacks.items()))
+    ids: dict[Stack, int] = {}
+    for stack, pid, comm, count in rows:
+        sid = ids.get(stack)
+        if sid is None:
+            sid = ids[stack] = stack_id(stack)
+        seen: set[str] = set()
+        last = len(stack) - 1
         for depth, f in enumerate(stack):
             cols["window_start_ns"].append(profile.start_ns)
             cols["window_end_ns"].append(profile.end_ns)
             cols["sample_rate"].append(profile.sample_rate)
             cols["labels"].append(labels)
             cols["stack_id"].append(sid)
+            cols["pid"].append(pid)
+            cols["comm"].append(comm)
             cols["count"].append(count)
             cols["depth"].append(depth)
             cols["stack_depth"].append(len(stack))
@@ -75,6 +93,9 @@ def _table(profile: Profile) -> pa.Table:
             cols["file"].append(f.file)
             cols["line"].append(f.line)
             cols["inlined"].append(f.inlined)
+            cols["leaf"].append(depth == last)
+            cols["inclusive"].append(f.name not in seen)
+            seen.add(f.name)
             cols["kind"].append(str(f.kind))
             cols["reason"].append(f.reason)
     return pa.Table.from_pydict(cols, schema=SCHEMA)

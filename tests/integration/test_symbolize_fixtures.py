@@ -186,8 +186,9 @@ def test_libc6_dbg_names_internal_functions(fixture_bins, tmp_path, capsys):
                               fixture_bins / "libfixture.so", extra_leaf=("libc.so", addr))
     rc, out, _ = symbolize(capsys, rec, "--cache-dir", tmp_path / "c1")
     assert rc == 0 and f";main;{name} 1" in out
-    rc, out, err = symbolize(capsys, rec, "--debug-dir", tmp_path / "none", "--cache-dir",
-                             tmp_path / "c2")
+    # --debug-dir adds to /usr/lib/debug; dropping the default is what loses libc6-dbg
+    rc, out, err = symbolize(capsys, rec, "--debug-dir", tmp_path / "none",
+                             "--no-default-debug-dir", "--cache-dir", tmp_path / "c2")
     assert f";{name} 1" not in out and "libc.so.6+0x" in out
     assert "libc.so.6" in err and "-dbgsym or -dbg" in err
 

@@ -131,9 +131,10 @@ def zlib_of_zeros(n: int) -> bytes:
 
 
 def symtab_with(name: bytes, value: int, size: int) -> tuple[bytes, bytes]:
-    """(.symtab, .strtab) bytes with one global function."""
+    """(.symtab, .strtab) bytes with one global function, defined in section 3 (give it a
+    loaded section there: functions of sections never loaded are not code)."""
     import struct
 
     strtab = b"\0" + name + b"\0"
-    sym = b"\0" * 24 + struct.pack("<IBBHQQ", 1, 0x12, 0, 1, value, size)
+    sym = b"\0" * 24 + struct.pack("<IBBHQQ", 1, 0x12, 0, 3, value, size)
     return sym, strtab

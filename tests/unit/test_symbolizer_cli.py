@@ -114,3 +114,99 @@ def test_registry_knows_folded_and_streams():
     sink.close()
     text = out.getvalue().decode()
     assert text.splitlines()[1:] == ["app;main;f:g 5", "# ebpf-profiler-window-end"]
+
+
+def test_what_a_library_prints_never_reaches_the_output(recording, tmp_path, capsysbinary,
+                                                        monkeypatch):
+    """The rust-demangler package printed a fragment to stdout while demangling, so
+    `--format pprof > x.pprof` began with a text line and go tool pprof rejected the file.
+    A library that prints now prints to stderr; stdout holds only the gzip'd profile."""
+    import symbolizer.resolve as resolve
+
+    real = resolve.demangle
+
+    def noisy(name: str) -> str:
+        print("library chatter")
+        return real(name)
+
+    monkeypatch.setattr(resolve, "demangle", noisy)
+    rc = run("ebpf-symbolize", symbolize_main,
+             [str(recording), "--format", "pprof", "--cache-dir", str(tmp_path)])
+    out = capsysbinary.readouterr()
+    assert rc == 0 and b"library chatter" in out.err
+    assert out.out[:2] == b"\x1f\x8b" and b"library chatter" not in out.out
+
+
+def test_debug_dir_adds_to_usr_lib_debug(fixture_bins, tmp_path, capsys):
+    """--debug-dir X used to replace /usr/lib/debug, so libc6-dbg's names (static functions
+    such as __libc_start_call_main) vanished; X is now searched first and the default after,
+    as gdb's debug-file-directory list; --no-default-debug-dir drops the default."""
+    from recording.elf import elf_info_of_path
+
+    libc = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+    bid = elf_info_of_path(libc).build_id or ""
+    dbg = Path(f"/usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug")
+    if not dbg.exists():
+        pytest.skip("libc6-dbg is not installed")
+    out = subprocess.run(["readelf", "-sW", str(dbg)], capture_output=True, text=True).stdout
+    local = next(int(p[1], 16) for line in out.splitlines() if len(p := line.split()) == 8
+                 and p[3] == "FUNC" and p[7] == "__libc_start_call_main")
+    rec = synthetic_recording(tmp_path / "r.parquet", fixture_bins / "workload-pie",
+                              fixture_bins / "libfixture.so", seconds=1,
+                              extra_leaf=("libc.so", local + 4))
+    (tmp_path / "mine").mkdir()
+    rc, folded, _ = symbolize([rec, "--debug-dir", tmp_path / "mine", "--cache-dir",
+                               tmp_path / "c1"], capsys)
+    assert rc == 0 and ";__libc_start_call_main " in folded and ";alpha " in folded
+    rc, folded, _ = symbolize([rec, "--debug-dir", tmp_path / "mine", "--no-default-debug-dir",
+                               "--cache-dir", tmp_path / "c2"], capsys)
+    assert rc == 0 and "__libc_start_call_main" not in folded and ";alpha " in folded
+
+
+def test_parquet_output_names_the_process(recording, tmp_path, capsys):
+    """--format parquet rows carry the sample's pid and comm (a recording names them)."""
+    import duckdb
+
+    out = tmp_path / "frames.parquet"
+    rc, _, _ = symbolize([recording, "--format", "parquet", "--out", out, "--cache-dir",
+                          tmp_path / "c"], capsys)
+    assert rc == 0
+    recorded = duckdb.sql(f"SELECT DISTINCT pid, comm FROM '{recording}' "
+                          "WHERE record = 'sample'").fetchall()
+    rows = duckdb.sql(f"SELECT DISTINCT pid, comm FROM '{out}'").fetchall()
+    assert rows == recorded and len(rows) == 1
+    assert duckdb.sql(f"SELECT sum(count) FROM '{out}' WHERE leaf").fetchall() == \
+        duckdb.sql(f"SELECT sum(count) FROM '{out}' WHERE depth = 0").fetchall()
+
+
+def test_warm_lines_run_reads_no_dwarf(recording, tmp_path, capsys, monkeypatch):
+    """--lines answers are cached by build ID: a second run over the same addresses gives the
+    same output without reading DWARF (the cold run is the DWARF-bound one)."""
+    import symbolizer.lines as lines
+
+    calls: list[int] = []
+    real = lines.resolve_lines
+
+    def counting(path, addrs):
+        addrs = list(addrs)
+        calls.append(len(addrs))
+        return real(path, addrs)
+
+    monkeypatch.setattr(lines, "resolve_lines", counting)
+    import duckdb
+
+    def run_lines(out: Path) -> list[tuple]:
+        rc, _, _ = symbolize([recording, "--lines", "--format", "parquet", "--out", out,
+                              "--cache-dir", tmp_path / "c"], capsys)
+        assert rc == 0
+        return duckdb.sql(f"SELECT function, file, line, inlined, sum(count) FROM '{out}' "
+                          "GROUP BY ALL ORDER BY ALL").fetchall()
+
+    cold = run_lines(tmp_path / "cold.parquet")
+    assert calls and any(f and f.endswith(".c") for _n, f, *_r in cold)  # file:line frames
+    calls.clear()
+    warm = run_lines(tmp_path / "warm.parquet")
+    assert warm == cold and calls == []
+    cache = tmp_path / "c" / "lines"
+    files = [p for p in cache.rglob("*.json")]
+    assert files and all(p.stat().st_mode & 0o077 == 0 for p in files)

@@ -73,11 +73,15 @@ def test_symtab_bomb_is_too_large_in_bounded_memory(fixture_bins, tmp_path):
     assert rss < RSS_LIMIT_KB, f"peak RSS {rss // 1024} MB"
 
 
+SHF_ALLOC_EXEC = 0x6
+
+
 def test_compressed_symtab_within_the_limit_is_read():
     sym, strtab = symtab_with(b"my_func", 0x1000, 0x40)
     data = elf_with_sections([
         (".symtab", SHT_SYMTAB, SHF_COMPRESSED, compressed(zlib.compress(sym), len(sym)), 2),
-        (".strtab", SHT_STRTAB, 0, strtab, 0)])
+        (".strtab", SHT_STRTAB, 0, strtab, 0),
+        (".text", SHT_PROGBITS, SHF_ALLOC_EXEC, b"", 0)])
     assert read_elf_symbols_bytes(data).symtab.lookup(0x1010) == ("my_func", 0x1000)
 
 
