@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 from symbolizer.model import Frame, FrameKind, Profile
 
 FORMAT = "html"
+PER_DRAIN_WINDOWS = True  # the page merges them for "all windows" and selects one
 TEMPLATE = "flamegraph.html"
 _DATA_MARKER = "__PROFILE_DATA__"
 

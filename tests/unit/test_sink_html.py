@@ -443,3 +443,25 @@ def test_a_large_profile_stays_small_and_loads(exe, tmp_path):
     print(f"20k stacks: {size:,} bytes, built in {build_s:.1f} s, "
           f"script done {fp.info['loadedMs']:.0f} ms after navigation")
     assert fp.info["loadedMs"] < 30_000
+
+
+@pytest.mark.parametrize(("args", "windows"), [([], 3), (["--window", "2s"], 2)])
+def test_symbolize_gives_the_page_each_drain_window(fixture_bins, tmp_path, args, windows):
+    # GIVEN a recording of three 1-s drain windows
+    from recording.cli import run
+    from symbolizer.cli import symbolize_main
+    from tests.unit.crafted import crafted_recording
+
+    lib = fixture_bins / "libfixture.so"
+    rec = crafted_recording(tmp_path / "r.parquet", path=str(lib), build_id=None,
+                            elf_addr=0x1000, layout_of=lib, windows=3)
+    out = tmp_path / "flame.html"
+    # WHEN it is symbolized to HTML (other formats merge the run unless --window says)
+    rc = run("ebpf-symbolize", symbolize_main,
+             [str(rec), "--format", "html", "--out", str(out), "--cache-dir",
+              str(tmp_path / "c"), *args])
+    # THEN the page holds one tree per drain window, or per --window span
+    assert rc == 0
+    data = chromium.page_data(out.read_text(encoding="utf-8"))
+    assert len(data["windows"]) == windows
+    assert sum(w["nodes"][1] for w in data["windows"]) == 3 * 7
