@@ -15,6 +15,7 @@ import re
 import time
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
+from urllib.parse import quote
 
 import pytest
 from system_profile import many_stacks, system_wide
@@ -170,6 +171,9 @@ def test_hover_tooltip_click_zoom_and_reset(browser):
       frame('main').click();
       document.getElementById('reset').click();
       out.afterReset = parseFloat(frame('main').style.width);
+      frame('alpha').dispatchEvent(new MouseEvent('dblclick', {bubbles: true}));
+      out.sandwichOf = document.getElementById('sw-name').textContent;
+      out.hashAfterDblclick = location.hash;
       var pre = document.createElement('pre');
       pre.id = 'test-result';
       pre.textContent = JSON.stringify(out);
@@ -194,6 +198,9 @@ def test_hover_tooltip_click_zoom_and_reset(browser):
     full_beta = out["chart"] * cum["lib_beta"] / total
     assert out["afterEscape"] == pytest.approx(full_beta, abs=0.2)
     assert out["afterReset"] == pytest.approx(out["chart"] * cum["main"] / total, abs=0.2)
+    # A double-click opens the frame's callers and callees.
+    assert out["sandwichOf"] == "alpha"
+    assert out["hashAfterDblclick"] == "#view=functions&fn=alpha"
 
 
 HOSTILE = [
@@ -218,6 +225,11 @@ def test_hostile_symbol_names_stay_text(browser):
     assert "pwned" not in dom.by_id["title"]
     texts = {f["_text"] for f in dom.frames}
     assert set(HOSTILE) <= texts
+    # The same in the function table and the sandwich of a hostile name.
+    dom = browser(page, "#view=functions&fn=" + quote(HOSTILE[0]))
+    assert "img" not in dom.tags and "pwned" not in dom.by_id["title"]
+    assert set(HOSTILE) <= set(dom.by_tag["td"])
+    assert dom.by_id["sw-name"] == HOSTILE[0]
 
 
 def test_empty_profile_says_so(browser):
