@@ -351,7 +351,16 @@ def test_inverted_view_starts_from_the_leaves(browser):
     profiles = synthetic_profiles()
     flat, _ = self_and_total(profiles)
     total = sum(p.total for p in profiles)
-    dom = browser(_page(profiles), "#view=inverted&minwidth=0.1px")
+    hover = """
+    var el = Array.prototype.find.call(document.querySelectorAll('#chart .f'),
+      function (e) { return e.textContent === 'lib_beta' && e.style.top === '18px'; });
+    el.dispatchEvent(new MouseEvent('mousemove', {bubbles: true, clientX: 50, clientY: 50}));
+    var pre = document.createElement('pre');
+    pre.id = 'tip';
+    pre.textContent = document.getElementById('tooltip').innerText;
+    document.body.appendChild(pre);
+    """
+    dom = browser(_page(profiles), "#view=inverted&minwidth=0.1px", extra_script=hover)
     frames = [f for f in dom.frames if f["_in"] == "chart"]
     full = next(_px(f["style"], "width") for f in frames if f["_text"] == "all")
     # THEN the first row holds every function with self time, as wide as its self samples
@@ -366,6 +375,9 @@ def test_inverted_view_starts_from_the_leaves(browser):
             and _px(f["style"], "left") == pytest.approx(beta_x, abs=0.2)]
     assert [f["_text"] for f in row2] == ["run_rounds"]
     assert _px(row2[0]["style"], "width") == pytest.approx(row1["lib_beta"], abs=0.2)
+    # Its tooltip has the samples, and no "self" (a remainder there is not self time).
+    assert f"{flat['lib_beta']} samples" in dom.by_id["tip"]
+    assert "self:" not in dom.by_id["tip"]
 
 
 def test_function_table_and_sandwich(browser):
