@@ -1,5 +1,5 @@
 # Two entry points for a fresh Debian 12 machine, run as root: `make demo` and `make test`.
-.PHONY: setup demo test lint unit bench clean
+.PHONY: setup demo test lint unit bench bench-compare bench-perf clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,7 +17,19 @@ test: setup lint
 unit: setup
 	.venv/bin/pytest tests/unit
 
+# Micro-benchmarks (benchmarks/micro, pytest-benchmark), each run saved under .benchmarks/;
+# bench-compare also prints each one's ratio to the last saved run (docs/performance.md).
+BENCH = .venv/bin/pytest benchmarks/micro --benchmark-enable --benchmark-autosave \
+        --benchmark-columns=min,median,mean,stddev,rounds
+
 bench: setup
+	$(BENCH) $(BENCH_ARGS)
+
+bench-compare: setup
+	$(BENCH) --benchmark-compare $(BENCH_ARGS)
+
+# Whole runs against perf (root): the recorder's cost and file size.
+bench-perf: setup
 	.venv/bin/python benchmarks/record_vs_perf.py
 
 clean:

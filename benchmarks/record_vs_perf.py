@@ -30,7 +30,7 @@ perf.data, but does not copy every object into ~/.debug, which ebpf-record does 
 The machine may be shared: the background CPU (busy time from /proc/stat minus the workload
 and the tool) is printed with the results.
 
-    sudo .venv/bin/python benchmarks/record_vs_perf.py            # make bench
+    sudo .venv/bin/python benchmarks/record_vs_perf.py            # make bench-perf
     sudo .venv/bin/python benchmarks/record_vs_perf.py --repeats 5 --seconds 10 --json out.json
 """
 

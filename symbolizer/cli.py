@@ -225,7 +225,8 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
                 start = _recording_start(engine, drain[0])
                 grouper = WindowGrouper(WindowPlan(
                     span, from_b.resolve(start) if from_b else None,
-                    until_b.resolve(start) if until_b else None, per_drain=stream))
+                    until_b.resolve(start) if until_b else None,
+                    per_drain=stream or sink_cls.per_drain_windows))
             write(grouper.add(drain))
 
     stopping = _StopOnSignal() if stream else None

@@ -48,6 +48,9 @@ class SinkOptions:
 class Sink:
     format: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # Without --window, give the sink each drain window rather than the whole run merged
+    # (the html page has a window selector). A module says so with PER_DRAIN_WINDOWS = True.
+    per_drain_windows: ClassVar[bool] = False
 
     def __init__(self, out: BinaryIO, options: SinkOptions | None = None) -> None:
         self.out = out
@@ -95,6 +98,7 @@ def _adapt_module(mod: ModuleType) -> None:
         "format": fmt,
         "description": doc[0] if doc else fmt,
         "write_all": staticmethod(write),
+        "per_drain_windows": bool(getattr(mod, "PER_DRAIN_WINDOWS", False)),
     })
     _REGISTRY[fmt] = cls
 
