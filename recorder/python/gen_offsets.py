@@ -118,6 +118,17 @@ int main(void) {
 """
 
 
+def expression_for(name: str, version: tuple[int, int]) -> str | None:
+    """The C expression of field `name` for `version` (None: the version has no such field);
+    tests evaluate the same expressions against DWARF debug info."""
+    hexversion = version[0] << 24 | version[1] << 16
+    chosen = None
+    for first, expr in sorted(EXPRESSIONS[name]):
+        if first <= hexversion:
+            chosen = expr
+    return None if chosen in (None, "-1") else chosen
+
+
 def c_program() -> str:
     lines = [_PROLOGUE]
     for name in OFFSET_FIELDS:
