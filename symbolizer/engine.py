@@ -26,6 +26,7 @@ from recording.buildid import checked_build_id
 from symbolizer.model import Frame, FrameKind, Profile
 from symbolizer.normalize import Mapping, MappingIndex, ObjectInfo, Snapshot, loads_from_phdrs
 from symbolizer.options import SymbolizeOptions
+from symbolizer.python import PythonCodes, native_entries, root_first
 from symbolizer.report import Unresolved, UnresolvedReport
 from symbolizer.resolve import UNKNOWN, LinesFn, Resolver
 
@@ -121,6 +122,7 @@ class Engine:
         self.index = MappingIndex()
         self.resolver = Resolver(options, self.index, lines_fn)
         self.report = UnresolvedReport()
+        self.python = PythonCodes()
         self.meta: dict[str, str] = {}
         self.total_samples = 0
         self.windows_closed = 0
@@ -200,6 +202,12 @@ class Engine:
                 self.resolver.add_perfmap(pid, addr, size or 0, name or "")
                 self._seen(pid, self._stream_ns)
 
+        for pid, addr, csum, name, path, first, table, version, reason in b.records(
+                "pycode", "pid", "addr", "py_checksum", "name", "path", "py_firstlineno",
+                "py_linetable", "py_version", "reason"):
+            if pid is not None and addr is not None and csum is not None:
+                self.python.add(pid, addr, csum, name, path, first, table, version, reason)
+
     def _seen(self, pid: int, t_ns: int) -> None:
         if self.forget_after_ns is not None and t_ns > self._last_seen.get(pid, -1):
             self._last_seen[pid] = t_ns
@@ -228,7 +236,7 @@ class Engine:
             if label_keys[s.pid] is None:
                 self._drop(s)
         self.resolver.prepare_user(
-            (snaps[s.pid], s.pid, a, i > 0) for s in kept for i, a in enumerate(s.user_stack)
+            (snaps[s.pid], s.pid, a, ret) for s in kept for a, ret in native_entries(s.user_stack)
         )
         profiles: dict[LabelKey, Profile] = {}
         for s in kept:
@@ -259,6 +267,7 @@ class Engine:
             del self._last_seen[pid]
             self.index.forget(pid)
             self.resolver.forget(pid)
+            self.python.forget(pid)
         # windows still open (their `window` row has not come) may use older snapshots
         start = min([k[0] for k in self._pending] + [self._stream_ns])
         for pid in self._last_seen:
@@ -270,7 +279,8 @@ class Engine:
 
     def retained_pids(self) -> set[int]:
         """Pids something is kept for (tests check that a long stream keeps this bounded)."""
-        return self.index.pids() | self.resolver.retained_pids() | set(self._last_seen)
+        return (self.index.pids() | self.resolver.retained_pids() | self.python.pids()
+                | set(self._last_seen))
 
     def _label_keys(self, snaps: dict[int, Snapshot | None]) -> dict[int, LabelKey | None]:
         """Labels of each pid of a window, asked once per distinct cgroup in the window (the
@@ -299,23 +309,23 @@ class Engine:
         frames: list[Frame] = [root]
         unresolved: set[Unresolved] = set()
         self._append(frames, unresolved, s.user_stack, s.user_stack_error, FrameKind.USER,
-                     lambda a, ret: self.resolver.user(snap, s.pid, a, ret))
+                     lambda a, ret: self.resolver.user(snap, s.pid, a, ret),
+                     lambda a, b: self.python.frame(s.pid, a, b))
         self._append(frames, unresolved, s.kernel_stack, s.kernel_stack_error,
                      FrameKind.KERNEL, self.resolver.kernel)
         return tuple(frames), unresolved
 
     @staticmethod
     def _append(frames: list[Frame], unresolved: set[Unresolved], stack: Iterable[int],
-                error: int | None, kind: FrameKind, resolve) -> None:
+                error: int | None, kind: FrameKind, resolve, python=None) -> None:
         if error in _LOST:
             reason = _LOST[error]
             frames.append(Frame(UNKNOWN, kind, reason=reason))
             unresolved.add(Unresolved("[lost stacks]", None, reason))
             return
-        stack = list(stack)
-        # Stacks are stored leaf first; output is root first.
-        for i in range(len(stack) - 1, -1, -1):
-            got, why = resolve(stack[i], i > 0)
+        # Stacks are stored leaf first; output is root first. Python frames (code object,
+        # instruction) pairs in user stacks go to `python` (recording/pyframes.py).
+        for got, why in root_first(list(stack), resolve, python):
             frames.extend(got)
             if why is not None:
                 unresolved.add(why)

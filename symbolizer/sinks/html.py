@@ -24,7 +24,8 @@ FORMAT = "html"
 TEMPLATE = "flamegraph.html"
 _DATA_MARKER = "__PROFILE_DATA__"
 
-_KINDS = [FrameKind.USER, FrameKind.KERNEL, FrameKind.VDSO, FrameKind.JIT, FrameKind.ROOT]
+_KINDS = [FrameKind.USER, FrameKind.KERNEL, FrameKind.VDSO, FrameKind.JIT, FrameKind.ROOT,
+          FrameKind.PYTHON]
 _KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
 
 

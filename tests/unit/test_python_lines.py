@@ -12,7 +12,7 @@ import pytest
 from pyversions import interpreters
 
 from recording.pyframes import NO_INSTRUCTION
-from symbolizer.python import compute_line, line_ranges, line_of
+from symbolizer.python import compute_line, line_of, line_ranges
 
 SCRIPT = Path(__file__).with_name("pydata") / "lines.py"
 
