@@ -25,7 +25,13 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from recording.pyframes import NO_INSTRUCTION, decode_pair, is_code_entry
+from recording.pyframes import (
+    NO_INSTRUCTION,
+    PY_FRAME_TAG,
+    PY_FRAME_TAG_MASK,
+    decode_pair,
+    is_code_entry,
+)
 from symbolizer.model import Frame, FrameKind
 from symbolizer.report import Unresolved
 
@@ -239,7 +245,7 @@ def root_first(stack: list[int], native: Callable[[int, bool], Resolved],
                python: Callable[[int, int], Resolved] | None) -> Iterator[Resolved]:
     """Resolved frames of a leaf-first user stack, root first: native entries through
     `native(addr, is_return)`, Python pairs (A, B) through `python(A, B)`."""
-    if python is None or not any(is_code_entry(v) for v in stack):
+    if python is None or not any(v & PY_FRAME_TAG_MASK == PY_FRAME_TAG for v in stack):
         for i in range(len(stack) - 1, -1, -1):
             yield native(stack[i], i > 0)
         return

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,17 @@ from symbolizer.python import compute_line
 TARGET = Path(__file__).with_name("pydata") / "target.py"
 
 
+def _wait_blocked_in_stdin_read(pid: int) -> None:
+    """Until the target sleeps in read(0, ...): between its report and that read, its stack
+    still holds the frames of print() and json."""
+    for _ in range(500):
+        fields = Path(f"/proc/{pid}/syscall").read_text().split()
+        if fields[:2] == ["0", "0x0"]:  # x86-64 read(2) on fd 0
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"pid {pid} never blocked reading stdin")
+
+
 @pytest.fixture(params=interpreters())
 def live(request):
     """(version, interpreter, its JSON report, PythonProcess) of a blocked target."""
@@ -31,6 +43,7 @@ def live(request):
                             text=True)
     try:
         report = json.loads(proc.stdout.readline())
+        _wait_blocked_in_stdin_read(proc.pid)
         info = python_info(proc.pid, read_exec_mappings(f"/proc/{proc.pid}/maps"))
         yield version, exe, report, info, proc
     finally:
@@ -146,3 +159,21 @@ def test_non_python_and_stripped_objects(tmp_path):
         proc.wait()
     assert isinstance(info, Unsupported)
     assert "no _PyRuntime or _PyEval_EvalFrameDefault symbol" in info.reason
+
+
+def test_tracker_reads_each_code_object_once(live):
+    from recorder.python.tracker import CodeObjectTracker
+    from recording.pyframes import encode_frame
+
+    _, _, report, info, _ = live
+    code = report["codes"][0]
+    pair = encode_frame(code["id"], code_checksum(code["firstlineno"], code["argcount"]), 0)
+    stack = [0x401000, *pair, 0x402000]
+    tracker = CodeObjectTracker()
+    rows = tracker.rows([(info.pid, stack), (info.pid, stack), (1, stack)], {info.pid: info},
+                        time_ns=1)
+    assert [(r["pid"], r["addr"], r.get("reason")) for r in rows] == [
+        (info.pid, code["id"], None)]
+    assert tracker.rows([(info.pid, stack)], {info.pid: info}, time_ns=2) == []
+    tracker.forget(info.pid)
+    assert len(tracker.rows([(info.pid, stack)], {info.pid: info}, time_ns=3)) == 1
