@@ -37,6 +37,7 @@ from symbolizer.report import Unresolved
 
 Frames = tuple[Frame, ...]
 Resolved = tuple[Frames, Unresolved | None]
+MAX_LINETABLE = 1 << 20
 PYTHON_OBJECT = "[python]"  # the pseudo-object of unresolved Python frames in the report
 
 
@@ -192,7 +193,9 @@ class PythonCodes:
         v = _version(version)
         if reason is None and (qualname is None or v is None):
             reason = "pycode row without a name or version"
-        ranges = line_ranges(v, table or b"", firstlineno or 0) if v and not reason else None
+        # the recorder cuts tables at 1 MiB; a crafted recording's longer one is cut the same
+        table = (table or b"")[:MAX_LINETABLE]
+        ranges = line_ranges(v, table, firstlineno or 0) if v and not reason else None
         self._codes.setdefault(pid, {})[(addr, checksum)] = CodeInfo(
             qualname, filename, firstlineno or 0, v, ranges, reason)
         self._frames.pop(pid, None)  # frames resolved before this row may have lacked it
