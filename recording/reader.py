@@ -84,7 +84,8 @@ def _iter_parquet(path: str) -> Iterator[pa.RecordBatch]:
     check_schema(pf.schema_arrow, path)
     try:
         for i in range(pf.num_row_groups):
-            yield from pf.read_row_group(i).to_batches()
+            for batch in pf.read_row_group(i).to_batches():
+                yield _valid(batch, f"{path} row group {i}")
     except (pa.ArrowInvalid, OSError) as exc:
         raise RecordingFormatError(f"{path} is corrupt at row group {i}: {_short(exc)}") from None
 
@@ -119,7 +120,17 @@ def _iter_stream(f: BinaryIO, source: str, cut_ok: bool = False) -> Iterator[pa.
                 f"{source}: stream ended mid-batch ({_short(exc)})"
             ) from None
         complete += 1
-        yield batch
+        yield _valid(batch, f"{source} batch {complete}")
+
+
+def _valid(batch: pa.RecordBatch, where: str) -> pa.RecordBatch:
+    """Neither Parquet nor IPC readers check that string columns hold UTF-8; a corrupt file
+    would raise UnicodeDecodeError deep in a reader. Full validation checks it (and offsets)."""
+    try:
+        batch.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise RecordingFormatError(f"{where} is corrupt: {_short(exc)}") from None
+    return batch
 
 
 _noted: set[str] = set()

@@ -27,6 +27,7 @@ class RecordType(StrEnum):
     SAMPLE = "sample"  # a unique (pid, stacks) with its count in one drain window
     WINDOW = "window"  # closes a drain window (also when it had no samples)
     STATS = "stats"  # end-of-run counters: samples, lost samples, ...
+    PYCODE = "pycode"  # a CPython code object a Python frame of a sample ran (v2)
 
 
 PHDR_TYPE = pa.struct(
@@ -88,6 +89,12 @@ FIELDS: list[pa.Field] = [
     pa.field("size", pa.uint64()),
     pa.field("name", pa.string()),
     pa.field("module", pa.string()),
+    # v2, pycode rows (with pid, addr = the code object's address, name = co_qualname, path =
+    # co_filename, reason): what the symbolizer needs to name a Python frame and find its line
+    pa.field("py_checksum", pa.uint32()),
+    pa.field("py_firstlineno", pa.int32()),
+    pa.field("py_linetable", pa.binary()),
+    pa.field("py_version", pa.string()),
     # meta and stats
     pa.field("key", pa.string()),
     pa.field("value", pa.string()),

@@ -26,6 +26,7 @@ from recording.buildid import checked_build_id
 from symbolizer.model import Frame, FrameKind, Profile
 from symbolizer.normalize import Mapping, MappingIndex, ObjectInfo, Snapshot, loads_from_phdrs
 from symbolizer.options import SymbolizeOptions
+from symbolizer.python import PythonCodes
 from symbolizer.report import Unresolved, UnresolvedReport
 from symbolizer.resolve import UNKNOWN, LinesFn, Resolved, Resolver
 
@@ -122,6 +123,7 @@ class Engine:
         self.index = MappingIndex()
         self.resolver = Resolver(options, self.index, lines_fn)
         self.report = UnresolvedReport()
+        self.python = PythonCodes()
         self.meta: dict[str, str] = {}
         self.total_samples = 0
         self.windows_closed = 0
@@ -201,6 +203,12 @@ class Engine:
                 self.resolver.add_perfmap(pid, addr, size or 0, name or "")
                 self._seen(pid, self._stream_ns)
 
+        for pid, addr, csum, name, path, first, table, version, reason in b.records(
+                "pycode", "pid", "addr", "py_checksum", "name", "path", "py_firstlineno",
+                "py_linetable", "py_version", "reason"):
+            if pid is not None and addr is not None and csum is not None:
+                self.python.add(pid, addr, csum, name, path, first, table, version, reason)
+
     def _seen(self, pid: int, t_ns: int) -> None:
         if self.forget_after_ns is not None and t_ns > self._last_seen.get(pid, -1):
             self._last_seen[pid] = t_ns
@@ -260,6 +268,7 @@ class Engine:
             del self._last_seen[pid]
             self.index.forget(pid)
             self.resolver.forget(pid)
+            self.python.forget(pid)
         # windows still open (their `window` row has not come) may use older snapshots
         start = min([k[0] for k in self._pending] + [self._stream_ns])
         for pid in self._last_seen:
@@ -271,7 +280,8 @@ class Engine:
 
     def retained_pids(self) -> set[int]:
         """Pids something is kept for (tests check that a long stream keeps this bounded)."""
-        return self.index.pids() | self.resolver.retained_pids() | set(self._last_seen)
+        return (self.index.pids() | self.resolver.retained_pids() | self.python.pids()
+                | set(self._last_seen))
 
     def _label_keys(self, snaps: dict[int, Snapshot | None]) -> dict[int, LabelKey | None]:
         """Labels of each pid of a window, asked once per distinct cgroup in the window (the
@@ -299,8 +309,10 @@ class Engine:
             root = self._roots[s.comm] = Frame(s.comm or UNKNOWN, FrameKind.ROOT)
         frames: list[Frame] = [root]
         unresolved: set[Unresolved] = set()
+        python = self.python
         self._append(frames, unresolved, s.user_stack_error, FrameKind.USER, lambda: (
-            self.resolver.user_stack(snap, s.pid, s.user_stack, s.user_unwinder)))
+            self.resolver.user_stack(snap, s.pid, s.user_stack, s.user_unwinder,
+                                     lambda a, b: python.frame(s.pid, a, b))))
         self._append(frames, unresolved, s.kernel_stack_error, FrameKind.KERNEL, lambda: [
             self.resolver.kernel(a, i > 0) for i, a in enumerate(s.kernel_stack)])
         return tuple(frames), unresolved
@@ -313,7 +325,8 @@ class Engine:
             frames.append(Frame(UNKNOWN, kind, reason=reason))
             unresolved.add(Unresolved("[lost stacks]", None, reason))
             return
-        # Stacks are stored leaf first; output is root first.
+        # Stacks are stored leaf first; output is root first. (Python frame pairs in user
+        # stacks: recording/pyframes.py, resolved by Resolver.user_stack.)
         for got, why in reversed(resolve()):
             frames.extend(got)
             if why is not None:

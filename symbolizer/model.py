@@ -16,6 +16,7 @@ class FrameKind(StrEnum):
     KERNEL = "kernel"
     VDSO = "vdso"
     JIT = "jit"
+    PYTHON = "python"  # a CPython function (recorded code object; symbolizer/python.py)
     ROOT = "root"  # the process name that roots each stack (as Pyroscope's agent does)
 
 
@@ -31,14 +32,15 @@ class Frame:
     line: int | None = None
     inlined: bool = False  # an inlined call inside the next frame (towards the leaf)
     reason: str | None = None  # set when unresolved: why
+    start_line: int | None = None  # first line of the function (Python: co_firstlineno)
     # Frames are shared by every stack that holds them, and stacks are dict keys hashed once
-    # per sample: the hash of the ten fields is computed once, here.
+    # per sample: the hash of the fields is computed once, here.
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_hash", hash((
             self.name, self.kind, self.address, self.object, self.build_id, self.elf_addr,
-            self.file, self.line, self.inlined, self.reason)))
+            self.file, self.line, self.inlined, self.reason, self.start_line)))
 
     def __hash__(self) -> int:
         return self._hash

@@ -28,6 +28,10 @@ def fix_for(u: Unresolved) -> str:
     if u.object == "[anonymous]":
         return ("JIT code: have the runtime write /tmp/perf-PID.map while recording "
                 "(node --perf-basic-prof, perf-map-agent for the JVM)")
+    if u.object == "[python]":
+        return ("the code object was not read while its process lived (it exited within a "
+                "drain interval of the sample, or the code object was freed): lower "
+                "ebpf-record's --drain-interval; long-lived processes are not affected")
     if u.object == "[lost stacks]":
         return ("raise ebpf-record's --stack-storage-size (stack map collisions and a full "
                 "map lose stacks)")

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from recording.pyframes import is_code_entry, native_entries
 from symbolizer.cache import SymbolCache
 from symbolizer.demangle import demangle
 from symbolizer.linecache import LineCache
@@ -124,18 +125,29 @@ class Resolver:
         return got
 
     def user_stack(self, snap: Snapshot | None, pid: int, stack: list[int],
-                   unwinder: str | None) -> list[Resolved]:
+                   unwinder: str | None,
+                   python: Callable[[int, int], Resolved] | None = None) -> list[Resolved]:
         """Frames of each entry of a user stack (leaf first): the leaf, signal trampolines
         and the entries sigframes.next_is_exact says are exact are looked up as they are,
-        the other entries as return addresses."""
+        the other entries as return addresses. A Python frame pair (recording/pyframes.py)
+        goes to `python` and leaves the native exactness as it was (the first native entry
+        is the sampled instruction even when Python frames come before it)."""
         out = []
         exact = True
         seq = snap.maps_seq if snap else -1
-        for addr in stack:
+        i, n = 0, len(stack)
+        while i < n:
+            addr = stack[i]
+            if is_code_entry(addr) and i + 1 < n:
+                if python is not None:
+                    out.append(python(addr, stack[i + 1]))
+                i += 2
+                continue
             out.append(self.user(snap, pid, addr, not exact))
             marks = self._marks.get(pid)
             mark = marks.get((seq, addr, not exact), NORMAL) if marks else NORMAL
             exact = next_is_exact(mark, unwinder)
+            i += 1
         return out
 
     def prepare_user_stacks(self, stacks: Iterable[tuple[Snapshot | None, int, list[int],
@@ -143,8 +155,8 @@ class Resolver:
         """Resolve the entries of many stacks at once (one DWARF pass per object for
         --lines); entries that turn out exact after a signal frame are resolved after."""
         stacks = list(stacks)
-        self.prepare_user((snap, pid, a, i > 0) for snap, pid, stack, _u in stacks
-                          for i, a in enumerate(stack))
+        self.prepare_user((snap, pid, a, ret) for snap, pid, stack, _u in stacks
+                          for a, ret in native_entries(stack))
         for snap, pid, stack, unwinder in stacks:
             if self._marks.get(pid):
                 self.user_stack(snap, pid, stack, unwinder)

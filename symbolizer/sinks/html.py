@@ -28,7 +28,8 @@ PER_DRAIN_WINDOWS = True  # the page merges them for "all windows" and selects o
 TEMPLATE = "flamegraph.html"
 _DATA_MARKER = "__PROFILE_DATA__"
 
-_KINDS = [FrameKind.USER, FrameKind.KERNEL, FrameKind.VDSO, FrameKind.JIT, FrameKind.ROOT]
+_KINDS = [FrameKind.USER, FrameKind.KERNEL, FrameKind.VDSO, FrameKind.JIT, FrameKind.ROOT,
+          FrameKind.PYTHON]
 _KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
 # Frames that carry no object path: name their object as perf script does for the kernel
 # (`[kernel.kallsyms]`); JIT code lives in anonymous memory named only by a perf map.

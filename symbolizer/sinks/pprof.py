@@ -105,7 +105,7 @@ class _Builder:
     def __init__(self) -> None:
         self.strings = _Strings()
         self.mappings: dict[tuple[str, str | None, int | None], _Mapping] = {}
-        self.functions: dict[tuple[str, str | None], int] = {}
+        self.functions: dict[tuple[str, str | None, int], int] = {}
         self.locations: dict[tuple[int, int, tuple[tuple[int, int], ...]], int] = {}
         self.samples: list[_Msg] = []
         self.start_ns: int | None = None
@@ -139,7 +139,7 @@ class _Builder:
         return m.id
 
     def function_for(self, frame: Frame) -> int:
-        key = (frame.name, frame.file)
+        key = (frame.name, frame.file, frame.start_line or 0)
         fid = self.functions.get(key)
         if fid is None:
             fid = self.functions[key] = len(self.functions) + 1
@@ -208,10 +208,11 @@ class _Builder:
             for function_id, line in lines:
                 loc.sub(4, _Msg().num(1, function_id).num(2, line))
             msg.sub(_P_LOCATION, loc)
-        for (name, filename), fid in self.functions.items():
+        for (name, filename, start_line), fid in self.functions.items():
             msg.sub(
                 _P_FUNCTION,
-                _Msg().num(1, fid).num(2, s(name)).num(3, s(name)).num(4, s(filename)),
+                _Msg().num(1, fid).num(2, s(name)).num(3, s(name)).num(4, s(filename))
+                .num(5, start_line),
             )
         # Strings last: every other field has interned its strings by now.
         period_type = _Msg().num(1, s("cpu")).num(2, s("nanoseconds"))

@@ -45,6 +45,8 @@ def to_document(profiles: Iterable[Profile]) -> dict[str, Any]:
             entry: dict[str, Any] = {"name": frame.name}
             if frame.file:
                 entry["file"] = frame.file
+            if frame.start_line:  # a Python function's first line (the schema's Frame.line)
+                entry["line"] = frame.start_line
             frames.append(entry)
         return i
 
