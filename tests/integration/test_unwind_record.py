@@ -10,7 +10,6 @@ pointers (docs/recording-format.md, `user_unwinder` = fp).
 from __future__ import annotations
 
 import os
-import random
 import re
 import shutil
 import signal
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tool
+from tests.integration import debian_workloads
 from tests.integration.recorded_stacks import UserStack, reaches_entry, user_stacks
 from tests.integration.test_record import (
     assert_design_shares,
@@ -32,19 +32,6 @@ from tests.integration.test_record import (
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 
-PYTHON311 = "/usr/bin/python3.11"  # Debian's (a pyenv shim may come first on PATH)
-# A pure-Python workload of fixed size: JSON round trips (the C accelerator called from
-# Python) and a recursive function (Python-to-Python calls).
-PY_WORK = """
-import json
-def fib(n):
-    return n if n < 2 else fib(n - 1) + fib(n - 2)
-doc = {"k%d" % i: [i, str(i), {"x": i * 0.5, "y": [None, True, "z" * (i % 7)]}]
-       for i in range(2000)}
-for _ in range(600):
-    json.loads(json.dumps(doc))
-    fib(18)
-"""
 ENTRY_SHARE = 0.95
 # Fixed work for the fixture workload (~3.5 s of CPU; ~1,000 rounds per 2.4 s): the design
 # shares are measured on enough samples however loaded the machine is.
@@ -102,12 +89,7 @@ def libc_symbol(name: str) -> int:
 
 @pytest.fixture(scope="module")
 def text_file(tmp_path_factory) -> Path:
-    """16 MiB of seeded random lowercase text, 15-letter lines on average."""
-    data = random.Random(10).randbytes(16 << 20)
-    table = bytes((0x0A if i % 16 == 0 else 0x61 + i % 26) for i in range(256))
-    path = tmp_path_factory.mktemp("text") / "text.txt"
-    path.write_bytes(data.translate(table))
-    return path
+    return debian_workloads.write_text(tmp_path_factory.mktemp("text") / "text.txt")
 
 
 # -- (a) the fixtures without frame pointers --------------------------------------------------
@@ -129,21 +111,9 @@ def test_nofp_fixture_gives_the_design_shares_through_its_callers(fixture_bins, 
 
 
 # -- (b) Debian's own programs -----------------------------------------------------------------
-def debian_commands(text: Path, tmp: Path) -> dict[str, list[str]]:
-    small = tmp / "small.txt"
-    small.write_bytes(text.read_bytes()[: 6 << 20])  # xz -3 on random letters: ~2 MB/s
-    return {
-        # four copies: ~3 s of CPU; sort's threads (start_thread) merge in parallel
-        "sort": ["sort", "-S", "64M", "-T", str(tmp), "-o", "/dev/null", *[str(text)] * 4],
-        "xz": ["xz", "-3", "-T1", "-c", str(small)],
-        "gzip": ["gzip", "-6", "-c", *[str(text)] * 5],
-        "python3.11": [PYTHON311, "-c", PY_WORK],
-    }
-
-
-@pytest.mark.parametrize("program", ["sort", "xz", "gzip", "python3.11"])
+@pytest.mark.parametrize("program", debian_workloads.PROGRAMS)
 def test_debian_programs_reach_their_entry(program, text_file, tmp_path):
-    cmd = debian_commands(text_file, tmp_path)[program]
+    cmd = debian_workloads.commands(text_file, tmp_path)[program]
     if not shutil.which(cmd[0]):
         pytest.skip(f"{cmd[0]} is not installed")
     out = tmp_path / "run.parquet"
