@@ -378,6 +378,26 @@ def compare(args: argparse.Namespace, tmp: Path, cmds: dict[str, list[str]]) -> 
     }
 
 
+PERF_SCRIPT_TRIES = 3
+
+
+def compare_retrying(args: argparse.Namespace, tmp: Path, cmds: dict[str, list[str]]) -> dict:
+    """perf script can still abort on a sample taken inside a BPF program (see perf_args):
+    the run is repeated, and the number of tries reported."""
+    for attempt in range(1, PERF_SCRIPT_TRIES + 1):
+        try:
+            c = compare(args, tmp, cmds)
+        except BenchError as exc:
+            if not str(exc).startswith("perf script failed") or attempt == PERF_SCRIPT_TRIES:
+                raise
+            print(f"unwind_vs_perf: {str(exc).splitlines()[-1]}; running again",
+                  file=sys.stderr)
+            continue
+        c["tries"] = attempt
+        return c
+    raise AssertionError("not reached")
+
+
 def compare_text(c: dict) -> list[str]:
     lines = [
         "| program | samples ours / perf | reach entry: ours | perf | ours - perf | "
@@ -394,6 +414,8 @@ def compare_text(c: dict) -> list[str]:
             f"{100 * (f['ours_entry'] - f['perf_entry']):+.1f} | {f['leaf_tvd']:.3f} | "
             f"{f['perf_truncated_ours_complete']:,} | {f['ours_truncated_perf_complete']:,} | "
             f"{unw} |")
+    if c.get("tries", 1) > 1:
+        lines += ["", f"(run {c['tries']} times: perf script aborted on the earlier ones)"]
     lines += ["", f"Bytes per sample: ours {c['ours_bytes_per_sample']:,.0f} "
               f"({c['ours_bytes']:,} B / {c['ours_samples']:,} samples), perf "
               f"{c['perf_bytes_per_sample']:,.0f} ({c['perf_bytes']:,} B / "
@@ -628,7 +650,7 @@ def main() -> int:
                           f"{' '.join(args.recorder_arg) or '(defaults)'}"]
         if "compare" in parts:
             print("unwind_vs_perf: one run, both profilers ...", file=sys.stderr)
-            results["compare"] = c = compare(args, tmp, cmds)
+            results["compare"] = c = compare_retrying(args, tmp, cmds)
             out += ["", "## One run, ebpf-record and perf --call-graph dwarf together", "",
                     *compare_text(c)]
         if "slowdown" in parts:
