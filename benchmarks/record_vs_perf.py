@@ -158,31 +158,40 @@ def run_workload(exe: Path, rounds: int, run: Run, tool_pid: int | None) -> None
 
 
 # -- the tools ---------------------------------------------------------------------------------
-def with_perf(exe: Path, rounds: int, run: Run, tmp: Path, rate: int) -> None:
-    out = tmp / f"perf-{run.repeat}.data"
+def start_perf(record_args: list[str], err) -> tuple[subprocess.Popen, tuple[int, int]]:
+    """`perf record ARGS`, returned once it samples; and its control fds, to close after it
+    exits. Stop it with SIGINT."""
     ctl_r, ctl_w = os.pipe()
     ack_r, ack_w = os.pipe()
     perf = shutil.which("perf") or "/usr/bin/perf"
-    err = (tmp / "perf.err").open("w+")
-    p = subprocess.Popen(
-        [perf, "record", "-e", "cpu-clock", "-g", "-F", str(rate), "-a", "-N", "-o", str(out),
-         "--control", f"fd:{ctl_r},{ack_w}"],
-        pass_fds=(ctl_r, ack_w), stdout=subprocess.DEVNULL, stderr=err)
+    p = subprocess.Popen([perf, "record", *record_args, "--control", f"fd:{ctl_r},{ack_w}"],
+                         pass_fds=(ctl_r, ack_w), stdout=subprocess.DEVNULL, stderr=err)
     os.close(ctl_r)
     os.close(ack_w)
+    os.write(ctl_w, b"ping\n")
+    ready, _, _ = select.select([ack_r], [], [], READY_TIMEOUT)
+    if not ready or not os.read(ack_r, 64).startswith(b"ack"):
+        os.kill(p.pid, signal.SIGINT)
+        p.wait()
+        raise BenchError("perf record did not start (no ack on its --control fd): "
+                         + _tail(err))
+    return p, (ctl_w, ack_r)
+
+
+def with_perf(exe: Path, rounds: int, run: Run, tmp: Path, rate: int) -> None:
+    out = tmp / f"perf-{run.repeat}.data"
+    perf = shutil.which("perf") or "/usr/bin/perf"
+    err = (tmp / "perf.err").open("w+")
+    p, fds = start_perf(["-e", "cpu-clock", "-g", "-F", str(rate), "-a", "-N", "-o", str(out)],
+                        err)
     try:
-        os.write(ctl_w, b"ping\n")
-        ready, _, _ = select.select([ack_r], [], [], READY_TIMEOUT)
-        if not ready or not os.read(ack_r, 64).startswith(b"ack"):
-            raise BenchError("perf record did not start (no ack on its --control fd): "
-                             + _tail(err))
         time.sleep(SETTLE_SECONDS)
         run_workload(exe, rounds, run, p.pid)
     finally:
         os.kill(p.pid, signal.SIGINT)
         code, run.tool_cpu_total_s = wait_rusage(p)
-        os.close(ctl_w)
-        os.close(ack_r)
+        for fd in fds:
+            os.close(fd)
     text = _tail(err, 4000)
     m = PERF_WROTE.search(text)
     # perf re-raises the SIGINT it stopped on after writing its file.

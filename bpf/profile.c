@@ -368,6 +368,7 @@ static __always_inline int signal_step(struct state_t *st)
 
 static __always_inline int dwarf_step(struct state_t *st, struct row_t *row)
 {
+    st->key.user_unwinder |= UNWINDER_DWARF;  // attempted: a first step that fails names it too
     u64 cfa, offset = (u64)row->cfa_offset8 * 8;
     switch (CFA_RULE(row)) {
     case CFA_RSP:

@@ -216,6 +216,7 @@ def _signal_step(st: _State, read_u64: ReadU64) -> int:
 
 def _dwarf_step(st: _State, row: tuple[int, int, int, int, int], read_u64: ReadU64) -> int:
     _pc, cfa_offset, rbp_offset, cfa_rule, rbp_rule = row
+    st.unwinder |= UNWINDER_DWARF  # attempted, as in bpf/profile.c: a failed first step too
     if cfa_rule == CFA_RSP:
         cfa = (st.sp + cfa_offset) & MASK
     elif cfa_rule == CFA_RBP:

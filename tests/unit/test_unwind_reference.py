@@ -168,7 +168,7 @@ def test_cfa_signal_outside_the_copy_is_a_read_fault():
 
 def test_cfa_end_stops_at_the_first_frame_without_an_unwinder():
     r = run([], {}, ENTRY)
-    assert r.frames == (ENTRY,) and r.stop == "entry" and r.unwinder is None
+    assert r.frames == (ENTRY,) and r.stop == "entry" and r.unwinder == "dwarf"
 
 
 def test_cfa_undefined_takes_a_frame_pointer_step():
@@ -182,7 +182,7 @@ def test_cfa_undefined_takes_a_frame_pointer_step():
 @pytest.mark.parametrize("rule", [CFA_UNSUPPORTED, 9])
 def test_cfa_unsupported_stops(rule):
     r = run([(0x1000, 16, 0, rule, RBP_SAME)], {S + 8: ENTRY}, at(0x1010))
-    assert r.frames == (at(0x1010),) and r.stop == "unsupported" and r.unwinder is None
+    assert r.frames == (at(0x1010),) and r.stop == "unsupported" and r.unwinder == "dwarf"
 
 
 # -- limits and faults -------------------------------------------------------------------
@@ -220,7 +220,7 @@ def test_max_depth_and_the_tail_call_bound():
 def test_return_address_outside_the_copy_is_a_read_fault():
     s = STACK + STACK_SIZE - 8  # CFA = s + 16: RA at s + 8, just past the copy
     r = run(RECURSE, {}, at(0x1010), sp=s)
-    assert r.frames == (at(0x1010),) and r.stop == "read-fault" and r.unwinder is None
+    assert r.frames == (at(0x1010),) and r.stop == "read-fault" and r.unwinder == "dwarf"
 
 
 def test_saved_rbp_outside_the_copy_is_a_read_fault_with_a_signed_offset():
@@ -259,7 +259,7 @@ def test_zero_return_address_stops_without_a_frame():
 def test_cfa_not_above_sp_is_a_bad_frame(offset):
     r = run([(0x1000, offset, 0, CFA_RSP, RBP_SAME)], {S + 8: ENTRY, S - 8: ENTRY, S - 24: ENTRY},
             at(0x1010))
-    assert r.frames == (at(0x1010),) and r.stop == "bad-frame" and r.unwinder is None
+    assert r.frames == (at(0x1010),) and r.stop == "bad-frame" and r.unwinder == "dwarf"
 
 
 def test_frame_pointer_below_sp_is_a_bad_frame_and_at_sp_is_taken():
