@@ -2,8 +2,11 @@
 //
 // For a CPython process (user space fills `pyprocs`: recorder/python/), the sampled thread's
 // PyThreadState is found by walking the interpreter's thread list for the one whose
-// native_thread_id is the sampled tid: no TLS, so neither the pthread key of 3.8-3.11 nor the
-// static TLS of 3.12+ (`_Py_tss_tstate`) is needed, and no task_struct offset either. Its
+// native_thread_id is the sampled tid (3.11+), or whose thread_id (pthread_self(): the TCB,
+// which glibc x86-64 keeps in the fs base) is the sampled thread's fs base (3.8-3.10, which
+// have no native_thread_id; the fs base's offset in task_struct comes from the kernel's BTF,
+// recorder/btf.py). No TLS lookup, so neither the pthread key of 3.8-3.11 nor the static TLS
+// of 3.12+ (`_Py_tss_tstate`) is needed. Its
 // innermost frame (PyFrameObject in 3.8-3.10, _PyInterpreterFrame in 3.11+) starts the Python
 // chain. When the native walk meets a `_PyEval_EvalFrameDefault` frame, the Python frames
 // that C activation runs are recorded just before it (leaf side), one per loop iteration, as
@@ -36,12 +39,16 @@
 #define PY_CODE_FIRSTLINENO 10
 #define PY_CODE_ARGCOUNT 11
 #define PY_CODE_ADAPTIVE 12
+#define PY_TSTATE_THREAD_ID 13
+#define PY_TASK_FSBASE 14     // offset in task_struct (kernel memory), 3.8-3.10 only
+#define PY_OBJECT_TYPE 15     // PyObject.ob_type
 #define PY_N_OFFSETS 16
 
 struct py_proc_t {
     u64 runtime;      // &_PyRuntime
     u64 eval_start;   // _PyEval_EvalFrameDefault [start, end)
     u64 eval_end;
+    u64 code_type;    // &PyCode_Type: 3.13's f_executable may be another object; 0: no check
     u32 minor;        // 8..13
     u32 pad;
     s32 off[PY_N_OFFSETS];
@@ -58,13 +65,25 @@ static __always_inline u64 py_read_ptr(u64 addr)
 // The innermost Python frame of the sampled thread, or 0.
 static __always_inline u64 py_current_frame(struct py_proc_t *py, u32 tid)
 {
+    u64 want = tid, mask = 0xFFFFFFFF;  // native_thread_id: the tid (unsigned long)
+    s32 id_off = py->off[PY_TSTATE_TID];
+    if (py->minor < 11) {
+        s32 fsbase_off = py->off[PY_TASK_FSBASE];
+        if (fsbase_off <= 0)
+            return 0;
+        u64 task = bpf_get_current_task();
+        if (bpf_probe_read_kernel(&want, sizeof(want), (void *)(task + fsbase_off)))
+            return 0;
+        mask = ~0ULL;
+        id_off = py->off[PY_TSTATE_THREAD_ID];
+    }
     u64 interp = py_read_ptr(py->runtime + py->off[PY_RUNTIME_INTERP_HEAD]);
     u64 tstate = py_read_ptr(interp + py->off[PY_INTERP_THREADS_HEAD]);
     for (int i = 0; i < PY_MAX_THREADS; i++) {
         if (tstate == 0)
             return 0;
-        u64 native = py_read_ptr(tstate + py->off[PY_TSTATE_TID]);
-        if ((u32)native == tid) {
+        u64 thread = py_read_ptr(tstate + id_off);
+        if ((thread & mask) == want) {
             u64 frame = py_read_ptr(tstate + py->off[PY_TSTATE_FRAME]);
             if (py->off[PY_CFRAME_CURRENT] >= 0)
                 frame = py_read_ptr(frame + py->off[PY_CFRAME_CURRENT]);
@@ -91,6 +110,10 @@ static __always_inline int py_emit_one(struct state_t *st, struct py_proc_t *py)
         return 1;
     }
     u64 code = py_read_ptr(f + py->off[PY_FRAME_CODE]);
+    if (py->code_type && py_read_ptr(code + py->off[PY_OBJECT_TYPE]) != py->code_type) {
+        st->py_frame = back;  // not a code object (3.13 frames of other executables)
+        return 0;
+    }
     u64 index = 0;
     if (py->minor >= 11) {
         u64 instr = py_read_ptr(f + py->off[PY_FRAME_LASTI]);

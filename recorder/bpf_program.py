@@ -212,6 +212,18 @@ class ProfileProgram:
         with contextlib.suppress(KeyError):
             del self.bpf["seen"][ctypes.c_uint32(tgid)]
 
+    def set_python(self, tgid: int, entry: bytes | None) -> None:
+        """The process's `pyprocs` entry (recorder/python/kernel.py), or None to drop it."""
+        table = self.bpf["pyprocs"]
+        key = ctypes.c_uint32(tgid)
+        if entry is None:
+            with contextlib.suppress(KeyError):
+                del table[key]
+            return
+        leaf = table.Leaf()
+        ctypes.memmove(ctypes.addressof(leaf), entry, min(len(entry), ctypes.sizeof(leaf)))
+        table[key] = leaf
+
     def forget_process(self, tgid: int) -> None:
         """Drop the tgid's mapping list (it exited, or is forgotten as idle)."""
         with contextlib.suppress(KeyError):

@@ -53,6 +53,12 @@ def build_parser() -> ArgumentParser:
                    help="at most this many unwind table rows in the kernel, 8 bytes each "
                    "(default 4194304: 32 MiB; sized below it from the objects mapped at "
                    "start); objects beyond it are walked by frame pointers")
+    p.add_argument("--python", dest="python", action="store_true",
+                   default=os.environ.get("PYROSCOPE_PYTHON_ENABLED", "true").lower()
+                   not in ("0", "false", "no"),
+                   help="Python functions in the stacks of CPython 3.8-3.13 processes "
+                   "(default on; env PYROSCOPE_PYTHON_ENABLED, as Alloy's python_enabled)")
+    p.add_argument("--no-python", dest="python", action="store_false")
     p.add_argument("--include-idle", action="store_true", help="keep samples of the idle task")
     p.add_argument("--all-kallsyms", action="store_true",
                    help="store every kernel symbol, not only those frames fall in")
@@ -88,7 +94,7 @@ def parse_options(argv: list[str]) -> RecordOptions:
         out=a.out, sample_rate=a.sample_rate, pids=tuple(a.pid), command=command,
         duration=a.duration, drain_interval=a.drain_interval,
         stack_storage_size=a.stack_storage_size, counts_size=a.counts_size,
-        call_graph=a.call_graph, unwind_table_rows=a.unwind_table_rows,
+        call_graph=a.call_graph, unwind_table_rows=a.unwind_table_rows, python=a.python,
         include_idle=a.include_idle, all_kallsyms=a.all_kallsyms,
         progress=a.progress, debug_bpf=a.debug_bpf, no_root_drop=a.no_root_drop,
     )

@@ -38,6 +38,8 @@ class RecordOptions:
     """Ceiling of the unwind rows the kernel holds for all objects (8 bytes each); the array
     is sized below it from the objects the targets map at start; objects that do not fit
     are walked by frame pointers."""
+    python: bool = True
+    """Record the Python frames of CPython 3.8-3.13 processes (with --call-graph dwarf)."""
     include_idle: bool = False
     """Keep samples of the idle task (pid 0)."""
     all_kallsyms: bool = False

@@ -23,10 +23,11 @@ from recorder.bpf_program import (
 )
 from recorder.kernel import KernelSymbols, kernel_build_id, module_rows, read_vdso
 from recorder.mmap_events import MmapTracker
-from recorder.objects import ObjectRegistry
+from recorder.objects import ObjectFacts, ObjectRegistry
 from recorder.options import RecordOptions
-from recorder.procfs import all_pids, descendants, is_running
-from recorder.snapshots import ProcessTracker
+from recorder.procfs import Mapping, all_pids, descendants, is_running
+from recorder.python.frames import PythonFrames
+from recorder.snapshots import ProcessTracker, SnapshotHook
 from recorder.stack_copies import CopyUnwinder, parse_copy
 from recorder.targets import GatedCommand, Target
 from recorder.unwinder import KernelTables, estimate_rows, table_capacity
@@ -98,6 +99,7 @@ class Recorder:
         self.mmaps: MmapTracker | None = None
         self.tables: KernelTables | None = None
         self.copies: CopyUnwinder | None = None
+        self.python: PythonFrames | None = None
 
     def _on_event(self, tgid: int, reason: int, ppid: int = 0) -> None:
         if ppid:
@@ -137,7 +139,7 @@ class Recorder:
             self.tables = tables
             self.mmaps = self._open_mmap_tracking(summary)
             tracker = ProcessTracker(ObjectRegistry(), vdso,
-                                     on_snapshot=tables.set_process if tables else None,
+                                     on_snapshot=self._snapshot_hook(program),
                                      mmaps=self.mmaps)
             writer.write_rows(self._meta_rows(headers_note))
             writer.write_rows(module_rows())
@@ -279,6 +281,8 @@ class Recorder:
                         program.mark_unseen(pid)  # its next sample sends a new event
                         if self.tables is not None:
                             self.tables.forget(pid)  # and a new mapping list
+                        if self.python is not None:
+                            self.python.forget(pid)
                     next_forget = now + IDLE_FORGET_SECONDS
                 if self.progress:
                     # (file size is not shown: Parquet row groups are written every 50k rows)
@@ -317,6 +321,22 @@ class Recorder:
         if self.target.mode != "system":
             ends.append("stops when the target exits")
         return ", ".join([*ends, "Ctrl-C to stop"])
+
+    def _snapshot_hook(self, program: ProfileProgram) -> SnapshotHook | None:
+        """What a new process snapshot feeds: the unwinder's tables, the Python walker."""
+        tables = self.tables
+        if self.opts.python and program.dwarf:
+            self.python = PythonFrames(program.set_python)
+        python = self.python
+        if tables is None:
+            return None
+
+        def hook(pid: int, mappings: list[tuple[Mapping, ObjectFacts | None]]) -> None:
+            tables.set_process(pid, mappings)
+            if python is not None:
+                python.on_snapshot(pid, [m for m, _f in mappings])
+
+        return hook
 
     def _on_copy(self, raw: bytes) -> None:
         copy = parse_copy(raw)
@@ -372,6 +392,9 @@ class Recorder:
         # JIT code named since the last read, before the samples that need it (a stream
         # reader symbolizes each window as it arrives)
         rows.extend(tracker.perfmap_rows_for({c.tgid for c in counts}))
+        if self.python is not None:  # names of the code objects the Python frames point at
+            rows.extend(self.python.rows(((c.tgid, list(c.user_stack)) for c in counts),
+                                         time.time_ns()))
         unwinders = summary.unwinders
         for c in counts:
             total += c.count

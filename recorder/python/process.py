@@ -175,15 +175,39 @@ def _parse_symbols(f) -> _ObjectSymbols:
         section = elf.get_section_by_name(section_name)
         if not isinstance(section, SymbolTableSection):
             continue
-        for sym in section.iter_symbols():
-            if sym.name in _WANTED and sym.name not in symbols and sym["st_shndx"] != "SHN_UNDEF":
-                symbols[sym.name] = (sym["st_value"], sym["st_size"])
+        symbols.update((k, v) for k, v in _wanted_symbols(section).items() if k not in symbols)
         if all(s in symbols for s in _WANTED):
             break
     version_hex = None
     if "Py_Version" in symbols:
         version_hex = _read_u32_at_vaddr(f, loads, symbols["Py_Version"][0])
     return _ObjectSymbols(symbols, loads, version_hex)
+
+
+_SYM = struct.Struct("<IBBHQQ")  # Elf64_Sym: st_name, st_info, st_other, st_shndx, value, size
+
+
+def _wanted_symbols(section: SymbolTableSection) -> dict[str, tuple[int, int]]:
+    """The _WANTED symbols of a symbol table, scanning its raw entries: pyelftools builds an
+    object per symbol (0.75 s for libpython3.10's tables, during which the process's first
+    samples have no Python frames); this takes milliseconds. A name is matched by where it
+    lies in the string table (the linker may point a symbol at the tail of a longer name)."""
+    strtab = section.stringtable.data()
+    offsets: dict[int, str] = {}
+    for name in _WANTED:
+        needle = name.encode() + b"\0"
+        at = strtab.find(needle)
+        while at >= 0:
+            offsets[at] = name
+            at = strtab.find(needle, at + 1)
+    out: dict[str, tuple[int, int]] = {}
+    if not offsets or section["sh_entsize"] != _SYM.size:
+        return out
+    for st_name, _info, _other, shndx, value, size in _SYM.iter_unpack(section.data()):
+        wanted = offsets.get(st_name)
+        if wanted is not None and shndx != 0 and wanted not in out:  # 0: SHN_UNDEF
+            out[wanted] = (value, size)
+    return out
 
 
 def _read_u32_at_vaddr(f, loads, vaddr: int) -> int | None:

@@ -1,0 +1,55 @@
+"""Python frames in a recording: the recorder's side of bpf/python.h.
+
+Each new snapshot of a process is checked for a CPython interpreter (process.py); a supported
+one gets its `pyprocs` entry (kernel.py), so the BPF walker records its Python frames, and
+after each drain the code objects those frames name are read while the process lives
+(tracker.py), as `pycode` rows written with that drain's window. An unsupported version is
+said once, in one line, and keeps its native frames.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+
+from recorder.procfs import Mapping
+from recorder.python.kernel import pyproc_entry
+from recorder.python.process import PythonProcess, Unsupported, python_info
+from recorder.python.tracker import CodeObjectTracker
+
+
+class PythonFrames:
+    def __init__(self, set_entry: Callable[[int, bytes | None], None], proc: str = "/proc",
+                 log: Callable[[str], None] | None = None) -> None:
+        self._set_entry = set_entry  # (pid, packed py_proc_t or None to drop it)
+        self.proc = proc
+        self.processes: dict[int, PythonProcess] = {}
+        self.tracker = CodeObjectTracker()
+        self.unsupported: dict[str, int] = {}  # reason -> processes
+        self._log = log or (lambda line: print(f"ebpf-record: {line}", file=sys.stderr))
+
+    def on_snapshot(self, pid: int, mappings: list[Mapping]) -> None:
+        info = python_info(pid, mappings, self.proc)
+        if isinstance(info, PythonProcess):
+            if self.processes.get(pid) != info:
+                self.tracker.forget(pid)  # a new interpreter (exec): old code objects are gone
+                self.processes[pid] = info
+                self._set_entry(pid, pyproc_entry(info))
+            return
+        if pid in self.processes:  # exec'd into something else
+            self.forget(pid)
+        if isinstance(info, Unsupported):
+            if info.reason not in self.unsupported:
+                self._log(f"pid {pid}: native frames only: {info.reason}")
+            self.unsupported[info.reason] = self.unsupported.get(info.reason, 0) + 1
+
+    def rows(self, samples: Iterable[tuple[int, list[int]]], time_ns: int) -> list[dict]:
+        """`pycode` rows for the code objects new in these (pid, user_stack) samples."""
+        if not self.processes:
+            return []
+        return self.tracker.rows(samples, self.processes, time_ns)
+
+    def forget(self, pid: int) -> None:
+        if self.processes.pop(pid, None) is not None:
+            self._set_entry(pid, None)
+        self.tracker.forget(pid)
