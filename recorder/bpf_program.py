@@ -282,6 +282,8 @@ class ProfileProgram:
             if uhash and not user:
                 uerr = -errno.ENOENT  # stored in a copy already drained: lost in the race
             kernel = stacks.get(khash, ()) if khash else ()
+            if 0 in kernel:  # bpf_get_stack can leave a zero entry: not a frame
+                kernel = tuple(a for a in kernel if a)
             if khash and not kernel:
                 kerr = -errno.ENOENT
             out.append(StackCount(

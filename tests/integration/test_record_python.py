@@ -22,12 +22,17 @@ def work(n):
     for i in range(n):
         s += i * i
     return s
-def alpha(): return work(20000)
-def beta(): return work(40000)
-def gamma(): return work(20000)
+def alpha(n): return work(n)
+def beta(n): return work(2 * n)
+def gamma(n): return work(n)
 def main(rounds):
+    # rounds of varying length (a fixed seed: the same work every run), so the sampler's
+    # fixed 10 ms period cannot lock onto the loop's phase; 1:2:1 holds within every round
+    seed = 12345
     for _ in range(rounds):
-        alpha(); beta(); gamma()
+        seed = (seed * 1103515245 + 12345) % 2**31
+        n = 10000 + seed % 20000
+        alpha(n); beta(n); gamma(n)
 main(int(sys.argv[1]))
 '''
 

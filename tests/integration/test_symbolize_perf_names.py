@@ -96,6 +96,12 @@ def compare(tmp_path: Path, cmd: list[str], *, cwd: Path | None = None) -> tuple
         expected = {k: v for k, v in expected.items()
                     if not any(plt[0] <= k[1] - start + off < plt[1] for start, off in libc)}
     got = our_names(rec)
+    if perf_version() < (6, 3):
+        # perf before 6.3 stretches an unstripped binary's zero-size `_init` over its PLT
+        # (fixed upstream by synthesizing `sym@plt`); those stubs are checked against objdump
+        # in tests/unit/test_symbolizer_plt.py instead
+        expected = {k: v for k, v in expected.items()
+                    if not ("_init" in v and any(n.endswith("@plt") for n in got.get(k, ())))}
     return expected, got, differences(expected, got)
 
 

@@ -56,8 +56,9 @@ def test_recorder_piped_straight_into_the_uploader_sends_pprof_with_build_ids(fi
     """`ebpf-record --out - | ebpf-upload - --format pprof`: the uploader symbolizes the
     stream itself, window by window, and every recorded sample arrives."""
     with Receiver() as rx:
-        chain = (f"{tool('ebpf-record')} --no-progress --out - -- "
-                 f"{fixture_bins / 'workload-pie'} 3 | {tool('ebpf-upload')} - --format pprof "
+        # ~3 s of CPU as fixed work, so a loaded machine does not thin out the samples
+        chain = (f"WORKLOAD_ROUNDS=1200 {tool('ebpf-record')} --no-progress --out - -- "
+                 f"{fixture_bins / 'workload-pie'} 0 | {tool('ebpf-upload')} - --format pprof "
                  f"--server-address {rx.url} --application-name pprof.chain")
         r = subprocess.run(["bash", "-c", "set -o pipefail; " + chain], capture_output=True,
                            text=True, timeout=120)

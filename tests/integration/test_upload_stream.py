@@ -34,6 +34,19 @@ def start(rx: Receiver, tmp_path, *extra: str) -> subprocess.Popen:
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
+def catches(pid: int, sig: int) -> bool:
+    """Whether the process has a handler for the signal (SigCgt in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            status = f.read().splitlines()
+        for line in status:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    except OSError:
+        pass
+    return False
+
+
 def wait_for(pred, timeout: float = 15.0) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -76,6 +89,9 @@ def test_sigterm_flushes_and_exits_cleanly(tmp_path):
         assert p.stdin is not None and p.stderr is not None
         p.stdin.write(block(b0 + 2, {"w;main;alpha": 9}))
         p.stdin.flush()
+        # the signal must come once its handler is in place (a loaded machine can take
+        # seconds to start Python), which /proc/PID/status says (SigCgt)
+        assert wait_for(lambda: catches(p.pid, signal.SIGTERM))
         time.sleep(0.5)  # let it read the block before the signal
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=30) == 0
