@@ -6,16 +6,19 @@ a block of `frame;frame;leaf COUNT` lines; `# ebpf-profiler-window-end` follows 
 of each window in a stream. Other `#` lines are comments; a stack line starting with `\#`
 (or `\\#`...) is an escaped one whose first frame starts with `#`, and loses one `\`. Text
 without headers is one block whose window comes from --from/--until.
+
+Each block is read into a Profile whose frames carry names only: the first frame of a stack is
+the process name that roots it (FrameKind.ROOT, as the agent and ebpf-symbolize write it).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from recording.errors import RecordingFormatError
-from symbolizer.model import Profile
+from symbolizer.model import Frame, FrameKind, Profile, Stack
 from symbolizer.sinks.folded import unescape_line
 
 HEADER = "# ebpf-profiler "
@@ -26,16 +29,12 @@ MAX_COUNT_DIGITS = len(str(MAX_COUNT))
 
 @dataclass
 class Block:
-    """Stacks of one window and label set as read; from/until None for plain text."""
+    """One block of folded text as read: its Profile, and what its text left unsaid. Without
+    a header the window and rate are unknown (0) until the reader fills them in."""
 
-    from_ns: int | None
-    until_ns: int | None
-    sample_rate: int | None
-    labels: dict[str, str] = field(default_factory=dict)
-    stacks: dict[str, int] = field(default_factory=dict)
-    # from a recording (uploader/recording_input.py): the frames behind `stacks`, with
-    # objects, build IDs and addresses, for --format pprof
-    profile: Profile | None = None
+    profile: Profile
+    timed: bool = True  # a header gave the window [start_ns, end_ns)
+    rated: bool = True  # a header gave the sample rate
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,8 @@ class FoldedParser:
         self.lineno = 0
         self._block: Block | None = None
         self._last_until: int | None = None
+        # one Frame per name: stacks share them, as a recording's Profiles do
+        self._frames: dict[tuple[str, bool], Frame] = {}
 
     def _fail(self, what: str) -> RecordingFormatError:
         return RecordingFormatError(f"{self.source}:{self.lineno}: {what}")
@@ -77,7 +78,7 @@ class FoldedParser:
         if line.startswith(HEADER):
             events += self._finish()
             self._block = self._header(line[len(HEADER):])
-            self._last_until = self._block.until_ns
+            self._last_until = self._block.profile.end_ns
         elif line.strip() == WINDOW_END:
             events += self._finish()
             events.append(WindowEnd(self._last_until))
@@ -98,16 +99,26 @@ class FoldedParser:
                 raise self._fail(f"count {count[:24]}{'...' if len(count) > 24 else ''} is "
                                  "more than a profile can hold (2^63-1)")
             if self._block is None:
-                self._block = Block(None, None, None)
-            st = self._block.stacks
-            st[stack] = st.get(stack, 0) + n
+                self._block = Block(Profile(0, 0, 0), timed=False, rated=False)
+            self._block.profile.add(self._stack(stack), n)
         return events
+
+    def _stack(self, text: str) -> Stack:
+        out = []
+        for i, name in enumerate(text.split(";")):
+            f = self._frames.get((name, i == 0))
+            if f is None:
+                kind = FrameKind.ROOT if i == 0 else FrameKind.USER
+                f = self._frames[(name, i == 0)] = Frame(name, kind)
+            out.append(f)
+        return tuple(out)
 
     def close(self) -> list[Event]:
         return self._finish()
 
     def _finish(self) -> list[Event]:
         b, self._block = self._block, None
+        self._frames.clear()  # a stream runs for days: keep names of the open block only
         return [b] if b is not None else []
 
     def _header(self, text: str) -> Block:
@@ -127,8 +138,8 @@ class FoldedParser:
                              ) from None
         if until_ns < from_ns:
             raise self._fail("header has until_ns before from_ns")
-        return Block(from_ns, until_ns, rate,
-                     {str(k): str(v) for k, v in labels.items()})
+        profile = Profile(from_ns, until_ns, rate or 0, {str(k): str(v) for k, v in labels.items()})
+        return Block(profile, rated=rate is not None)
 
 
 def parse_lines(lines: Iterable[str], source: str) -> Iterator[Event]:

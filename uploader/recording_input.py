@@ -3,8 +3,8 @@
 Folded text carries frame names only. To send pprof that keeps what a server with debug info
 needs to symbolize on its side (mapping build IDs, location addresses, as Pyroscope v1 reads
 them), `ebpf-upload --format pprof run.parquet` reads the recording itself: each drain window
-becomes a Block that carries the symbolizer's Profile (frames with object, build ID, address)
-beside its folded stacks.
+gives the symbolizer's Profiles (frames with object, build ID, address), which the uploader
+takes as they are, whatever the body format.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from recording.errors import ProfilerError
 from recording.reader import PARQUET_MAGIC, iter_batches, iter_stream
 from symbolizer.model import Profile
-from uploader.folded import Block, WindowEnd
+from uploader.folded import WindowEnd
 
 ARROW_STREAM_MAGIC = b"\xff\xff\xff\xff"  # the IPC continuation marker that opens a stream
 
@@ -34,7 +34,7 @@ def is_recording(path: str) -> bool:
     return head in (PARQUET_MAGIC, ARROW_STREAM_MAGIC)
 
 
-def recording_blocks(path: str) -> Iterator[Block]:
+def recording_profiles(path: str) -> Iterator[Profile]:
     from symbolizer.engine import Engine
     from symbolizer.options import SymbolizeOptions
 
@@ -47,7 +47,7 @@ def recording_blocks(path: str) -> Iterator[Block]:
         windows += engine.feed(batch, metadata=False)
     windows += engine.finish()
     for window in windows:
-        yield from window_blocks(window)
+        yield from (p for p in window if p.stacks)
 
 
 def _labeler():
@@ -58,23 +58,9 @@ def _labeler():
     return discovery_for("ebpf-upload").labels_for
 
 
-def window_blocks(window: list[Profile]) -> Iterator[Block]:
-    """Blocks of one drain window: folded stacks for the server, the Profile for pprof."""
-    from symbolizer.sinks.folded import folded_lines
-
-    for p in window:
-        if not p.stacks:
-            continue
-        stacks = {}
-        for line in folded_lines(p):
-            stack, count = line.rsplit(" ", 1)
-            stacks[stack] = int(count)
-        yield Block(p.start_ns, p.end_ns, p.sample_rate, dict(p.labels), stacks, profile=p)
-
-
 class RecordingStreamReader(threading.Thread):
     """Continuous mode fed by `ebpf-record --out -` directly: symbolizes the Arrow stream on
-    stdin in this thread and queues Blocks and WindowEnds for the uploader's main loop; None
+    stdin in this thread and queues Profiles and WindowEnds for the uploader's main loop; None
     marks the end of input, a ProfilerError a stream that could not be read."""
 
     def __init__(self, head: bytes, fd: int, out: queue.Queue) -> None:
@@ -94,8 +80,9 @@ class RecordingStreamReader(threading.Thread):
         try:
             for batch in iter_stream(stream, "stdin"):
                 for window in engine.feed(batch):
-                    for block in window_blocks(window):
-                        self.out.put(block)
+                    for p in window:
+                        if p.stacks:
+                            self.out.put(p)
                     if window:
                         self.out.put(WindowEnd(window[0].end_ns))
         except ProfilerError as exc:

@@ -67,14 +67,15 @@ def test_refused_build_id_is_reported_as_no_build_id(lib, tmp_path, capsys):
 def test_upload_library_path_writes_nothing_outside_the_cache(lib, tmp_path, monkeypatch):
     # `ebpf-upload --format pprof evil.parquet` symbolizes with default options: the symbol
     # cache under $XDG_CACHE_HOME
-    from uploader.recording_input import recording_blocks
+    from tests.helpers.profiles import names
+    from uploader.recording_input import recording_profiles
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     target = tmp_path / "pwn-upload"
     rec = evil_recording(tmp_path, lib, f"..//{target}/name")
-    blocks = list(recording_blocks(str(rec)))
+    profiles = list(recording_profiles(str(rec)))
     assert not target.exists()
-    assert any("victim;lib_beta" in s for b in blocks for s in b.stacks)
+    assert any("victim;lib_beta" in s for p in profiles for s in names(p))
 
 
 @pytest.mark.parametrize("value, problem", [
