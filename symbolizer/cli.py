@@ -12,13 +12,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from profiles.model import Profile
 from recording.argparse_util import ArgumentParser
 from recording.cli import is_terminal, run
 from recording.errors import ProfilerError, RecordingFormatError, UsageError
 from recording.reader import iter_batches
 from recording.timeparse import parse_duration
 from symbolizer.engine import STREAM_FORGET_AFTER_NS, Engine
-from symbolizer.model import Profile
 from symbolizer.options import (
     DEFAULT_DEBUG_DIRS,
     DEFAULT_SYMBOL_CACHE_SIZE,
@@ -30,7 +30,7 @@ from symbolizer.options import (
 from symbolizer.output import Output
 from symbolizer.resolve import load_lines_fn
 from symbolizer.sinks import SinkOptions, get_sink
-from symbolizer.windows import WindowGrouper, WindowPlan
+from symbolizer.windows import OutputWindows, WindowPlan
 from uploader.discovery import Discovery
 from uploader.discovery.settings import discovery_for
 
@@ -207,7 +207,7 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
     output = Output(a.out, a.recording)  # --out FILE is replaced only at the end
     sink = sink_cls(output.stream, SinkOptions(stream=stream, lines=options.lines))
     progress = Progress()
-    grouper: WindowGrouper | None = None
+    grouper: OutputWindows | None = None
     written = 0
 
     def write(windows: list[list[Profile]]) -> None:
@@ -223,7 +223,7 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
         for drain in drains:
             if grouper is None:
                 start = _recording_start(engine, drain[0])
-                grouper = WindowGrouper(WindowPlan(
+                grouper = OutputWindows(WindowPlan(
                     span, from_b.resolve(start) if from_b else None,
                     until_b.resolve(start) if until_b else None,
                     per_drain=stream or sink_cls.per_drain_windows))

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from profiles.model import Frame, FrameKind, Profile
 from recording.buildid import checked_build_id
-from symbolizer.model import Frame, FrameKind, Profile
 from symbolizer.normalize import Mapping, MappingIndex, ObjectInfo, Snapshot, loads_from_phdrs
 from symbolizer.options import SymbolizeOptions
 from symbolizer.python import PythonCodes

@@ -24,14 +24,14 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from profiles.folded import Block, Event, FoldedParser, WindowEnd
+from profiles.model import Profile
+from profiles.windows import WindowGrouper
 from recording.errors import ProfilerError
-from symbolizer.model import Profile
-from uploader.folded import Block, Event, FoldedParser, WindowEnd
 from uploader.options import UploadOptions
 from uploader.recording_input import ARROW_STREAM_MAGIC, RecordingStreamReader
 from uploader.session import Session
 from uploader.source import BlockFiller
-from uploader.windows import Batcher
 
 log = logging.getLogger("ebpf-upload")
 
@@ -67,7 +67,7 @@ class StreamUploader:
         self.fd = fd
         self.parser = FoldedParser("stdin")
         self.filler = BlockFiller(opts)
-        self.batcher = Batcher(int(opts.upload_rate_s * 1e9))
+        self.batcher = WindowGrouper(int(opts.upload_rate_s * 1e9))
         self.session = Session(opts)
         self.sender = _Sender(self.session)
         self.stop_signal: str | None = None

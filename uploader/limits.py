@@ -20,9 +20,9 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from profiles.folded import frame_text
+from profiles.model import Frame, Profile, Stack
 from recording.errors import UsageError
-from symbolizer.model import Frame, Profile, Stack
-from symbolizer.sinks.folded import frame_text
 
 MAX_LINE_BYTES = 64 * 1024
 MAX_DEPTH = 1000

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from symbolizer.model import Profile
-from symbolizer.sinks.folded import folded_lines
+from profiles.folded import folded_lines
+from profiles.model import Profile
 from uploader.client import IngestRequest
 from uploader.limits import split_profile, truncate_profile
 from uploader.names import check_labels, merge_labels, profile_name

@@ -15,10 +15,10 @@ import queue
 import threading
 from collections.abc import Iterator
 
+from profiles.folded import WindowEnd
+from profiles.model import Profile
 from recording.errors import ProfilerError
 from recording.reader import PARQUET_MAGIC, iter_batches, iter_stream
-from symbolizer.model import Profile
-from uploader.folded import WindowEnd
 
 ARROW_STREAM_MAGIC = b"\xff\xff\xff\xff"  # the IPC continuation marker that opens a stream
 

@@ -7,17 +7,17 @@ import sys
 import time
 from collections.abc import Iterator
 
+from profiles.folded import Block, parse_lines
+from profiles.model import Profile
+from profiles.windows import WindowGrouper
 from recording.cli import is_terminal
 from recording.errors import DeliveryError, UsageError
-from symbolizer.model import Profile
-from uploader.folded import Block, parse_lines
 from uploader.limits import MAX_AGE_S, check_age
 from uploader.names import check_labels, merge_labels
 from uploader.options import UploadOptions
 from uploader.recording_input import is_recording, recording_profiles
 from uploader.session import Session
 from uploader.source import BlockFiller
-from uploader.windows import Batcher, retime
 
 log = logging.getLogger("ebpf-upload")
 
@@ -35,7 +35,7 @@ def _lines(path: str) -> Iterator[str]:
 
 def read_windows(opts: UploadOptions) -> list[Profile]:
     filler = BlockFiller(opts)
-    batcher = Batcher(int(opts.upload_rate_s * 1e9))
+    batcher = WindowGrouper(int(opts.upload_rate_s * 1e9))
     for path in opts.inputs:
         if is_recording(path):
             for p in recording_profiles(path):
@@ -45,6 +45,21 @@ def read_windows(opts: UploadOptions) -> list[Profile]:
             if isinstance(ev, Block):
                 batcher.add(filler.fill(ev))
     return batcher.pop_all()
+
+
+def retime(windows: list[Profile], rate_ns: int, now_ns: int | None = None) -> int:
+    """Shift all windows so the last ends at the latest upload boundary <= now, keeping their
+    spacing and their alignment (the shift is a whole number of upload windows).
+    Returns the shift in ns."""
+    if not windows:
+        return 0
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    last = max(w.end_ns for w in windows)
+    shift = (now_ns - last) // rate_ns * rate_ns
+    for w in windows:
+        w.start_ns += shift
+        w.end_ns += shift
+    return shift
 
 
 def prepare_windows(windows: list[Profile], opts: UploadOptions) -> list[Profile]:

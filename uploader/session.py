@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from symbolizer.model import Profile
+from profiles.model import Profile
 from uploader.client import IngestClient
 from uploader.delivery import Deliverer
 from uploader.limits import check_age

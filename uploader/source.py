@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
-from symbolizer.model import Profile
-from uploader.folded import Block
+from profiles.folded import Block
+from profiles.model import Profile
 from uploader.options import UploadOptions
 
 log = logging.getLogger("ebpf-upload")

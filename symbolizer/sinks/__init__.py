@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import BinaryIO, ClassVar
 
+from profiles.model import Profile
 from recording.errors import UsageError
-from symbolizer.model import Profile
 
 
 @dataclass(frozen=True)

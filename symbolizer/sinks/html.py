@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from symbolizer.model import Frame, FrameKind, Profile
+from profiles.model import Frame, FrameKind, Profile
 
 FORMAT = "html"
 PER_DRAIN_WINDOWS = True  # the page merges them for "all windows" and selects one

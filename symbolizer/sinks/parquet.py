@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from symbolizer.model import Profile, Stack
+from profiles.model import Profile, Stack
 
 FORMAT = "parquet"
 

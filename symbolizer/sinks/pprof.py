@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from symbolizer.model import Frame, FrameKind, Profile, Stack
+from profiles.model import Frame, FrameKind, Profile, Stack
 
 FORMAT = "pprof"
 

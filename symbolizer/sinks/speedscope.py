@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from symbolizer.model import Frame, Profile
+from profiles.model import Frame, Profile
 
 FORMAT = "speedscope"
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from symbolizer.model import Frame, FrameKind, Profile
+from profiles.model import Frame, FrameKind, Profile
 
 S = 1_000_000_000
 

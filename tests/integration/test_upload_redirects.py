@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from profiles.model import Profile
 from recording.errors import DeliveryError
-from symbolizer.model import Profile
 from tests.conftest import tool
 from tests.helpers.profiles import profile
 from tests.receiver import Receiver

@@ -12,11 +12,11 @@ import duckdb
 import pyarrow.parquet as pq
 from test_sink_common import synthetic_profiles
 
+from profiles.model import FrameKind, Profile
 from recording.elf import elf_info_of_path
 from recording.reader import iter_batches
 from recording.schema import SCHEMA, rows_to_batch
 from symbolizer.engine import Engine
-from symbolizer.model import FrameKind, Profile
 from symbolizer.options import SymbolizeOptions
 from symbolizer.sinks import parquet
 

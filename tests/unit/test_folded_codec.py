@@ -8,11 +8,11 @@ import io
 
 import pytest
 
-from symbolizer.model import Frame, FrameKind, Profile
+from profiles.folded import Block, escape_line, parse_lines, unescape_line
+from profiles.model import Frame, FrameKind, Profile
 from symbolizer.sinks import SinkOptions
-from symbolizer.sinks.folded import FoldedSink, escape_line, unescape_line
+from symbolizer.sinks.folded import FoldedSink
 from tests.helpers.profiles import names
-from uploader.folded import Block, parse_lines
 
 S = 1_000_000_000
 COMMS = ["#hidden", "# ebpf-profiler", "\\#x", "\\\\#y", "\\plain", "normal", "a#b", "#"]

@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from symbolizer.model import Frame, FrameKind, Profile, Stack
+from profiles.model import Frame, FrameKind, Profile, Stack
 
 EXE = "/opt/app/workload-pie"
 EXE_BID = "1f2e3d4c5b6a79880716253443526170ffeeddcc"

@@ -33,7 +33,7 @@ from test_sink_common import (
     synthetic_profiles,
 )
 
-from symbolizer.model import Frame, Profile
+from profiles.model import Frame, Profile
 from symbolizer.sinks import html
 from tests import chromium
 

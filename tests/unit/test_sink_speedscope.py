@@ -18,7 +18,7 @@ from test_sink_common import (
     synthetic_profiles,
 )
 
-from symbolizer.model import Profile
+from profiles.model import Profile
 from symbolizer.sinks import speedscope
 
 

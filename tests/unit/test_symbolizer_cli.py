@@ -13,11 +13,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 from test_symbolize_support import synthetic_recording
 
+from profiles.model import Frame, FrameKind, Profile
 from recording.cli import run
 from recording.reader import iter_batches
 from recording.schema import SCHEMA
 from symbolizer.cli import symbolize_main
-from symbolizer.model import Frame, FrameKind, Profile
 from symbolizer.sinks import SinkOptions, available_formats, get_sink
 
 

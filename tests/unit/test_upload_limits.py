@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from profiles.model import Frame, FrameKind, Profile
 from recording.errors import UsageError
-from symbolizer.model import Frame, FrameKind, Profile
 from tests.helpers.profiles import names, profile
 from tests.receiver.pprof_decode import pprof_to_folded
 from uploader.limits import (

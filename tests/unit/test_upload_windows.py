@@ -6,11 +6,12 @@ import json
 
 import pytest
 
+from profiles.folded import Block, WindowEnd, parse_lines
+from profiles.model import FrameKind, Profile
+from profiles.windows import WindowGrouper
 from recording.errors import RecordingFormatError
-from symbolizer.model import FrameKind, Profile
 from tests.helpers.profiles import names, profile
-from uploader.folded import Block, WindowEnd, parse_lines
-from uploader.windows import Batcher, retime
+from uploader.replay import retime
 
 S = 1_000_000_000
 
@@ -67,7 +68,7 @@ def test_bad_input_names_file_line_and_fix(lines, needle):
 
 
 def test_drain_windows_sum_into_aligned_upload_windows():
-    b = Batcher(10 * S)
+    b = WindowGrouper(10 * S)
     for sec in (103, 104, 109, 110, 111):
         b.add(profile({"a;b": 1, f"s{sec}": 1}, sec, sec + 1))
     done = b.pop_complete(110 * S)
@@ -80,7 +81,7 @@ def test_drain_windows_sum_into_aligned_upload_windows():
 
 def test_jittered_drain_edges_still_land_in_one_window():
     # real drains end a little after the boundary: [709.003, 710.0009) belongs to [700, 710)
-    b = Batcher(10 * S)
+    b = WindowGrouper(10 * S)
     b.add(profile({"x": 2}, 709.003462890, 710.000891224))
     b.add(profile({"x": 3}, 710.000891224, 711.000465549))
     done = b.pop_complete(710_000_891_224)
@@ -89,7 +90,7 @@ def test_jittered_drain_edges_still_land_in_one_window():
 
 
 def test_labels_and_rates_are_separate_uploads_and_spanning_blocks_stay_whole():
-    b = Batcher(10 * S)
+    b = WindowGrouper(10 * S)
     b.add(profile({"x": 1}, 101, 102, labels={"pod": "a"}))
     b.add(profile({"x": 1}, 101, 102, labels={"pod": "b"}))
     b.add(profile({"x": 1}, 101, 102, rate=97, labels={"pod": "a"}))

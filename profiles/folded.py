@@ -1,25 +1,28 @@
-r"""Read folded text, with the window headers `ebpf-symbolize` writes.
+r"""Folded stacks, written and read: `comm;root;...;leaf COUNT`, as Brendan Gregg's
+stackcollapse tools write and Pyroscope's /ingest reads, with the window headers of
+docs/recording-format.md ("Folded output with windows").
 
-Convention (docs/recording-format.md, "Folded output with windows"): a line
-`# ebpf-profiler {"from_ns": ..., "until_ns": ..., "sample_rate": ..., "labels": {...}}` opens
-a block of `frame;frame;leaf COUNT` lines; `# ebpf-profiler-window-end` follows the last block
-of each window in a stream. Other `#` lines are comments; a stack line starting with `\#`
-(or `\\#`...) is an escaped one whose first frame starts with `#`, and loses one `\`. Text
-without headers is one block whose window comes from --from/--until.
+A line `# ebpf-profiler {"from_ns": ..., "until_ns": ..., "sample_rate": ..., "labels": {...}}`
+opens a block of stack lines; `# ebpf-profiler-window-end` follows the last block of each
+window in a stream. Other `#` lines are comments; a stack line starting with `\#` (or `\\#`...)
+is an escaped one whose first frame starts with `#`, and loses one `\`. Text without headers is
+one block whose window and rate the reader supplies (ebpf-upload: --from/--until,
+--sample-rate).
 
-Each block is read into a Profile whose frames carry names only: the first frame of a stack is
-the process name that roots it (FrameKind.ROOT, as the agent and ebpf-symbolize write it).
+The writer is symbolizer/sinks/folded.py's and the reader ebpf-upload's: one codec, so what one
+writes the other reads back. A block is read into a Profile whose frames carry names only, the
+first of each stack being the process name that roots it (FrameKind.ROOT).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from profiles.model import Frame, FrameKind, Profile, Stack
 from recording.errors import RecordingFormatError
-from symbolizer.model import Frame, FrameKind, Profile, Stack
-from symbolizer.sinks.folded import unescape_line
 
 HEADER = "# ebpf-profiler "
 WINDOW_END = "# ebpf-profiler-window-end"
@@ -45,6 +48,47 @@ class WindowEnd:
 
 
 Event = Block | WindowEnd
+
+
+def frame_text(name: str) -> str:
+    # ';' separates frames and a newline ends the line; stackcollapse-perf.pl rewrites them too.
+    return name.replace(";", ":").replace("\n", " ").replace("\r", " ") or "[unknown]"
+
+
+# Readers take a line starting with `#` for a comment, and a process names itself `#...` with
+# one prctl(PR_SET_NAME): its stacks would vanish. Such a line gets a `\` in front (shown as is
+# by flamegraph.pl and speedscope), as does one already starting with backslashes and `#`, so
+# unescape_line drops exactly one `\` from a line matching `\+#` and gets the name back.
+_NEEDS_ESCAPE = re.compile(r"\\*#")
+_ESCAPED = re.compile(r"\\+#")
+
+
+def escape_line(line: str) -> str:
+    return "\\" + line if _NEEDS_ESCAPE.match(line) else line
+
+
+def unescape_line(line: str) -> str:
+    return line[1:] if _ESCAPED.match(line) else line
+
+
+def folded_lines(profile: Profile) -> list[str]:
+    """`stack count` lines of one profile, stacks with equal names merged, sorted."""
+    merged: dict[str, int] = {}
+    for stack, count in profile.stacks.items():
+        key = ";".join(frame_text(f.name) for f in stack)
+        merged[key] = merged.get(key, 0) + count
+    return [f"{k} {n}" for k, n in sorted(merged.items()) if n > 0]
+
+
+def header(profile: Profile) -> str:
+    meta = {"from_ns": profile.start_ns, "until_ns": profile.end_ns,
+            "sample_rate": profile.sample_rate, "labels": profile.labels}
+    return HEADER + json.dumps(meta) + "\n"
+
+
+def write_block(profile: Profile) -> str:
+    """One block: the header, then the escaped stack lines."""
+    return header(profile) + "".join(escape_line(line) + "\n" for line in folded_lines(profile))
 
 
 def _looks_binary(first: str) -> bool:
@@ -86,7 +130,7 @@ class FoldedParser:
             pass
         else:
             # a stack whose first frame starts with `#` (a process can name itself so) comes
-            # escaped from ebpf-symbolize: symbolizer/sinks/folded.py escape_line
+            # escaped from ebpf-symbolize: escape_line above
             stack, sp, count = unescape_line(line).rpartition(" ")
             # Pyroscope splits at the last space and needs an integer count (else 422).
             # ASCII digits only: str.isdigit() also takes '²' (int() refuses it) and '٣'
