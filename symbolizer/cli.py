@@ -12,12 +12,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from cli_common.argparser import ArgumentParser
+from cli_common.command import is_terminal, run
+from cli_common.timeparse import parse_duration
+from discovery.discovery import Discovery
+from discovery.settings import discovery_for
 from profiles.model import Profile
-from recording.argparse_util import ArgumentParser
-from recording.cli import is_terminal, run
 from recording.errors import ProfilerError, RecordingFormatError, UsageError
 from recording.reader import iter_batches
-from recording.timeparse import parse_duration
 from symbolizer.engine import STREAM_FORGET_AFTER_NS, Engine
 from symbolizer.options import (
     DEFAULT_DEBUG_DIRS,
@@ -31,8 +33,6 @@ from symbolizer.output import Output
 from symbolizer.resolve import load_lines_fn
 from symbolizer.sinks import SinkOptions, get_sink
 from symbolizer.windows import OutputWindows, WindowPlan
-from uploader.discovery import Discovery
-from uploader.discovery.settings import discovery_for
 
 PROG = "ebpf-symbolize"
 def parse_duration_ns(text: str) -> int:

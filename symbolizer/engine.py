@@ -7,7 +7,7 @@ its stacks built: `comm; user frames root..leaf; kernel frames root..leaf`, as P
 agent roots each stack at the process name.
 
 Each window is split by the labels a `Labeler` gives each process (the service discovery of
-uploader/discovery, from the cgroup and container ID its `process` row recorded), so that
+discovery/, from the cgroup and container ID its `process` row recorded), so that
 different services end up in different uploads, as Pyroscope's agent sends them. A labeler
 may answer None: the process is dropped (--only-services) and its samples counted.
 """

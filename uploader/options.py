@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from recording.argparse_util import ArgumentParser
+from cli_common.argparser import ArgumentParser
+from cli_common.timeparse import parse_duration, parse_instant
 from recording.errors import UsageError
-from recording.timeparse import parse_duration, parse_instant
 from uploader.credentials import clean_header_name, clean_value, secrets_of
 
 log = logging.getLogger("ebpf-upload")

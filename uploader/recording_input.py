@@ -53,7 +53,7 @@ def recording_profiles(path: str) -> Iterator[Profile]:
 def _labeler():
     """Service labels as ebpf-symbolize gives them (PYROSCOPE_KUBERNETES_NODE,
     PYROSCOPE_ONLY_SERVICES, else container ID / systemd unit from the cgroup)."""
-    from uploader.discovery.settings import discovery_for
+    from discovery.settings import discovery_for
 
     return discovery_for("ebpf-upload").labels_for
 

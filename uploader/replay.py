@@ -7,10 +7,10 @@ import sys
 import time
 from collections.abc import Iterator
 
+from cli_common.command import is_terminal
 from profiles.folded import Block, parse_lines
 from profiles.model import Profile
 from profiles.windows import WindowGrouper
-from recording.cli import is_terminal
 from recording.errors import DeliveryError, UsageError
 from uploader.limits import MAX_AGE_S, check_age
 from uploader.names import check_labels, merge_labels

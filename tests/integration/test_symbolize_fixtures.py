@@ -21,7 +21,7 @@ import pytest
 import requests
 from test_symbolize_support import synthetic_recording
 
-from recording.cli import run
+from cli_common.command import run
 from recording.elf import elf_info_of_path
 from recording.reader import iter_batches
 from symbolizer.cli import symbolize_main

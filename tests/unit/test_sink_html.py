@@ -472,7 +472,7 @@ def test_a_large_profile_stays_small_and_loads(exe, tmp_path):
 @pytest.mark.parametrize(("args", "windows"), [([], 3), (["--window", "2s"], 2)])
 def test_symbolize_gives_the_page_each_drain_window(fixture_bins, tmp_path, args, windows):
     # GIVEN a recording of three 1-s drain windows
-    from recording.cli import run
+    from cli_common.command import run
     from symbolizer.cli import symbolize_main
     from tests.unit.crafted import crafted_recording
 

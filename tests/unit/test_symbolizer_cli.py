@@ -13,8 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 from test_symbolize_support import synthetic_recording
 
+from cli_common.command import run
 from profiles.model import Frame, FrameKind, Profile
-from recording.cli import run
 from recording.reader import iter_batches
 from recording.schema import SCHEMA
 from symbolizer.cli import symbolize_main

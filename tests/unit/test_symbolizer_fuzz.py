@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 from test_symbolize_support import synthetic_recording
 
-from recording.cli import run
+from cli_common.command import run
 from symbolizer.cli import symbolize_main
 from symbolizer.elfsyms import ElfReadError, read_elf_symbols_bytes
 

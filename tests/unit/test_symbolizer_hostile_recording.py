@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from cli_common.command import run
 from recording.buildid import build_id_problem, checked_build_id
-from recording.cli import run
 from symbolizer.cache import SymbolCache
 from symbolizer.cli import symbolize_main
 from symbolizer.normalize import loads_from_phdrs

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from crafted import BASE, T0, nm_address
 
-from recording.cli import run
+from cli_common.command import run
 from recording.elf import elf_info_of_path
 from recording.pyframes import code_checksum, encode_frame
 from recording.schema import SCHEMA, rows_to_batch

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
+from cli_common.timeparse import parse_duration, parse_instant
 from recording.errors import UsageError
-from recording.timeparse import parse_duration, parse_instant
 from uploader.options import DEFAULT_SERVER, build_parser, env_name, resolve
 
 
