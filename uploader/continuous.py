@@ -142,7 +142,7 @@ class StreamUploader:
 
     def _pump_recording(self, head: bytes) -> str | None:
         events: queue.Queue = queue.Queue()
-        RecordingStreamReader(head, self.fd, events).start()
+        RecordingStreamReader(head, self.fd, events, self.opts.symbolize).start()
         last_input = time.monotonic()
         while not self.sender.failed.is_set():
             if self._stopping():

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from profiles.folded import WindowEnd
 from profiles.model import Profile
 from recording.errors import ProfilerError
-from recording.reader import PARQUET_MAGIC, iter_batches, iter_stream
+from recording.reader import PARQUET_MAGIC
+from symbolizer.options import SymbolizeOptions
 
 ARROW_STREAM_MAGIC = b"\xff\xff\xff\xff"  # the IPC continuation marker that opens a stream
 
@@ -34,19 +35,15 @@ def is_recording(path: str) -> bool:
     return head in (PARQUET_MAGIC, ARROW_STREAM_MAGIC)
 
 
-def recording_profiles(path: str) -> Iterator[Profile]:
+def recording_profiles(path: str, options: SymbolizeOptions) -> Iterator[Profile]:
+    """The Profiles of a recording file, symbolized as `ebpf-symbolize` would with `options`
+    (ebpf-upload takes the same --debug-dir, --sysroot, --debuginfod-url ... flags)."""
     from symbolizer.engine import Engine
-    from symbolizer.options import SymbolizeOptions
+    from symbolizer.reading import drain_windows
 
-    engine = Engine(SymbolizeOptions(), labeler=_labeler())
-    # A file is read twice, as ebpf-symbolize does: snapshots first, then samples.
-    for batch in iter_batches(path):
-        engine.feed_metadata(batch)
-    windows: list[list[Profile]] = []
-    for batch in iter_batches(path):
-        windows += engine.feed(batch, metadata=False)
-    windows += engine.finish()
-    for window in windows:
+    engine = Engine(options, labeler=_labeler())
+    windows = [w for closed in drain_windows(engine, path, stream=False) for w in closed]
+    for window in windows + engine.finish():
         yield from (p for p in window if p.stacks)
 
 
@@ -63,8 +60,10 @@ class RecordingStreamReader(threading.Thread):
     stdin in this thread and queues Profiles and WindowEnds for the uploader's main loop; None
     marks the end of input, a ProfilerError a stream that could not be read."""
 
-    def __init__(self, head: bytes, fd: int, out: queue.Queue) -> None:
+    def __init__(self, head: bytes, fd: int, out: queue.Queue, options: SymbolizeOptions
+                 ) -> None:
         super().__init__(name="ebpf-upload-recording", daemon=True)
+        self.options = options
         self.head = head
         self.fd = fd
         self.out = out
@@ -72,14 +71,14 @@ class RecordingStreamReader(threading.Thread):
 
     def run(self) -> None:
         from symbolizer.engine import STREAM_FORGET_AFTER_NS, Engine
-        from symbolizer.options import SymbolizeOptions
+        from symbolizer.reading import drain_windows
 
-        engine = Engine(SymbolizeOptions(), labeler=self.labeler,
+        engine = Engine(self.options, labeler=self.labeler,
                         forget_after_ns=STREAM_FORGET_AFTER_NS)
         stream = io.BufferedReader(_Prefixed(self.head, self.fd))
         try:
-            for batch in iter_stream(stream, "stdin"):
-                for window in engine.feed(batch):
+            for closed in drain_windows(engine, "-", stream=True, stdin=stream):
+                for window in closed:
                     for p in window:
                         if p.stacks:
                             self.out.put(p)

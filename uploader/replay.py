@@ -38,7 +38,7 @@ def read_windows(opts: UploadOptions) -> list[Profile]:
     batcher = WindowGrouper(int(opts.upload_rate_s * 1e9))
     for path in opts.inputs:
         if is_recording(path):
-            for p in recording_profiles(path):
+            for p in recording_profiles(path, opts.symbolize):
                 batcher.add(filler.fill(p))
             continue
         for ev in parse_lines(_lines(path), "stdin" if path == "-" else path):

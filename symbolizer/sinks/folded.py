@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from profiles.folded import WINDOW_END, write_block
 from profiles.model import Profile
-from symbolizer.sinks import Sink, register
+from symbolizer.sinks import Sink
 
 
-@register
 class FoldedSink(Sink):
     format = "folded"
     description = "folded stacks (Brendan Gregg / Pyroscope), one header per window"
@@ -22,3 +21,6 @@ class FoldedSink(Sink):
         if self.options.stream:
             self.out.write(WINDOW_END.encode() + b"\n")
         self.out.flush()
+
+
+SINK = FoldedSink

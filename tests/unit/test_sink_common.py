@@ -118,7 +118,7 @@ def stack_names(stack: Stack) -> list[str]:
 @pytest.mark.parametrize("name", ["pprof", "speedscope", "html", "parquet"])
 def test_every_sink_writes_something_for_no_profiles_and_for_synthetic_ones(name):
     module = importlib.import_module(f"symbolizer.sinks.{name}")
-    assert name == module.FORMAT
+    assert name == module.SINK.format
     # GIVEN no profiles, then the synthetic ones
     empty, full = io.BytesIO(), io.BytesIO()
     # WHEN each sink writes them
@@ -153,3 +153,13 @@ def test_registry_offers_each_sink_with_the_same_output(name):
     sink.close()
     # THEN it writes what write() writes (parquet embeds no time, so it is byte-equal too)
     assert via_registry.getvalue() == direct.getvalue()
+
+
+def test_the_registry_is_a_plain_dict_of_modules_each_with_one_sink():
+    from symbolizer.sinks import SINKS, Sink, get_sink
+
+    assert set(SINKS) == {"folded", "pprof", "speedscope", "html", "parquet"}
+    for name, module in SINKS.items():
+        sink = importlib.import_module(module).SINK
+        assert issubclass(sink, Sink) and sink.format == name and sink.description
+        assert get_sink(name) is sink

@@ -67,13 +67,14 @@ def test_refused_build_id_is_reported_as_no_build_id(lib, tmp_path, capsys):
 def test_upload_library_path_writes_nothing_outside_the_cache(lib, tmp_path, monkeypatch):
     # `ebpf-upload --format pprof evil.parquet` symbolizes with default options: the symbol
     # cache under $XDG_CACHE_HOME
+    from symbolizer.options import SymbolizeOptions
     from tests.helpers.profiles import names
     from uploader.recording_input import recording_profiles
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     target = tmp_path / "pwn-upload"
     rec = evil_recording(tmp_path, lib, f"..//{target}/name")
-    profiles = list(recording_profiles(str(rec)))
+    profiles = list(recording_profiles(str(rec), SymbolizeOptions()))
     assert not target.exists()
     assert any("victim;lib_beta" in s for p in profiles for s in names(p))
 
