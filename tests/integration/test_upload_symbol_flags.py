@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import shutil
 
+from tests.helpers.crafted import crafted_recording, nm_address
 from tests.helpers.profiles import names
-from tests.unit.crafted import crafted_recording, nm_address
 from uploader.options import build_parser, resolve
 from uploader.replay import read_windows
 

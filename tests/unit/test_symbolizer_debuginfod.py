@@ -199,7 +199,7 @@ def test_ebpf_symbolize_is_not_held_by_a_trickling_server(servers, fixture_bins,
     import subprocess
 
     from tests.conftest import tool
-    from tests.unit.crafted import crafted_recording, nm_address
+    from tests.helpers.crafted import crafted_recording, nm_address
 
     s = serve(servers, {"/": _trickle})
     lib = fixture_bins / "libfixture.so"

@@ -19,7 +19,7 @@ from symbolizer.cli import symbolize_main
 from symbolizer.normalize import loads_from_phdrs
 from symbolizer.sources import ObjectSymbols, build_id_path
 from symbolizer.symtab import SymbolEntry, SymbolTable
-from tests.unit.crafted import crafted_recording, nm_address
+from tests.helpers.crafted import crafted_recording, nm_address
 
 
 @pytest.fixture
