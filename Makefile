@@ -10,6 +10,7 @@ demo: setup
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy
+	.venv/bin/lint-imports --no-cache --no-logo
 
 test: setup lint
 	.venv/bin/pytest tests

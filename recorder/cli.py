@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
+from cli_common import command as common
+from cli_common.argparser import ArgumentParser, parse_duration
 from recorder.options import RecordOptions
 from recorder.session import Recorder, Summary
 from recorder.targets import check_target
-from recording import cli as common
 from recording import partial
-from recording.argparse_util import ArgumentParser, parse_duration
 from recording.errors import OutputError, UsageError
 from recording.writer import check_writable
 

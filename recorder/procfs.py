@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from recorder.procmap_query import Unsupported, query_exec_vmas
+
 
 @dataclass(frozen=True)
 class Mapping:
@@ -75,10 +77,8 @@ def parse_maps(text: str) -> list[Mapping]:
 
 def read_exec_mappings(maps_path: str) -> list[Mapping]:
     """Executable mappings: by PROCMAP_QUERY where the kernel has it, else from the text."""
-    from recorder.procmap_query import Unsupported, query_exec_mappings
-
     try:
-        return query_exec_mappings(maps_path)
+        return [Mapping(*vma) for vma in query_exec_vmas(maps_path)]
     except Unsupported:
         return parse_maps(_read(maps_path))
 

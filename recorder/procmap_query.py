@@ -4,6 +4,9 @@ Reading /proc/PID/maps makes the kernel format every mapping of the process as t
 for a Python process with 280 mappings), and we keep only the ~50 executable ones. The ioctl
 (include/uapi/linux/fs.h, `struct procmap_query`, added in 6.11; blazesym uses it too) asks the
 kernel for the next executable VMA directly, so it costs one syscall per mapping we keep.
+
+This module knows nothing of recorder/procfs.py (which imports it): it returns each VMA's
+fields in the order of procfs.Mapping, and procfs builds the Mappings.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import errno
 import fcntl
 import os
 
-from recorder.procfs import Mapping
+# start, end, perms, file offset, device "MAJ:MIN" (hex), inode, path: a /proc/PID/maps line
+Vma = tuple[int, int, str, int, str, int, str]
 
 PROCMAP_QUERY_VMA_READABLE = 0x01
 PROCMAP_QUERY_VMA_WRITABLE = 0x02
@@ -51,14 +55,14 @@ class Unsupported(Exception):
     """The kernel has no PROCMAP_QUERY (before 6.11): use the text of /proc/PID/maps."""
 
 
-def query_exec_mappings(maps_path: str) -> list[Mapping]:
+def query_exec_vmas(maps_path: str) -> list[Vma]:
     """Executable mappings of the process whose maps file is `maps_path`.
 
     Raises Unsupported where the ioctl does not exist (older kernels, or a file that is not
     procfs) - one failed syscall, so it is not cached - and OSError as reading the file would."""
     name = ctypes.create_string_buffer(NAME_MAX_BYTES)
     q = ProcmapQuery()
-    out: list[Mapping] = []
+    out: list[Vma] = []
     fd = os.open(maps_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         addr = 0
@@ -83,10 +87,8 @@ def query_exec_mappings(maps_path: str) -> list[Mapping]:
                 "w" if f & PROCMAP_QUERY_VMA_WRITABLE else "-") + "x" + (
                 "s" if f & PROCMAP_QUERY_VMA_SHARED else "p")
             path = name.value.decode("utf-8", "replace") if q.vma_name_size else ""
-            out.append(Mapping(
-                start=q.vma_start, end=q.vma_end, perms=perms, file_offset=q.vma_offset,
-                dev=f"{q.dev_major:02x}:{q.dev_minor:02x}", inode=q.inode, path=path,
-            ))
+            out.append((q.vma_start, q.vma_end, perms, q.vma_offset,
+                        f"{q.dev_major:02x}:{q.dev_minor:02x}", q.inode, path))
             addr = q.vma_end
     finally:
         os.close(fd)

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from cli_common.command import is_terminal
 from recorder import kheaders
 from recorder.bpf_program import (
     EV_MMAP,
@@ -31,7 +32,6 @@ from recorder.snapshots import ProcessTracker, SnapshotHook
 from recorder.stack_copies import CopyUnwinder, parse_copy
 from recorder.targets import GatedCommand, Target
 from recorder.unwinder import KernelTables, estimate_rows, table_capacity
-from recording.cli import is_terminal
 from recording.errors import EnvironmentProblem, OutputError
 from recording.schema import SCHEMA_VERSION
 from recording.writer import RecordingWriter, open_writer

@@ -7,12 +7,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from discovery.cgroups import container_info
 from recorder import procfs
 from recorder.mmap_events import MmapTracker
 from recorder.objects import ObjectFacts, ObjectRegistry
 from recorder.perfmap import PerfMapReader
 from recorder.procfs import Mapping, ProcessSnapshot
-from recording.cgroups import container_info
 
 # Called with each new snapshot's pid and its mappings with their objects' facts (None:
 # anonymous or unreadable), e.g. to give the BPF unwinder the process's tables.

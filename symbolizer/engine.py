@@ -7,7 +7,7 @@ its stacks built: `comm; user frames root..leaf; kernel frames root..leaf`, as P
 agent roots each stack at the process name.
 
 Each window is split by the labels a `Labeler` gives each process (the service discovery of
-uploader/discovery, from the cgroup and container ID its `process` row recorded), so that
+discovery/, from the cgroup and container ID its `process` row recorded), so that
 different services end up in different uploads, as Pyroscope's agent sends them. A labeler
 may answer None: the process is dropped (--only-services) and its samples counted.
 """
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from profiles.model import Frame, FrameKind, Profile
 from recording.buildid import checked_build_id
-from symbolizer.model import Frame, FrameKind, Profile
 from symbolizer.normalize import Mapping, MappingIndex, ObjectInfo, Snapshot, loads_from_phdrs
 from symbolizer.options import SymbolizeOptions
 from symbolizer.python import PythonCodes

@@ -24,11 +24,11 @@ import bisect
 import os
 from dataclasses import dataclass
 
+from profiles.model import Frame, FrameKind
 from recording.pyframes import (
     NO_INSTRUCTION,
     decode_pair,
 )
-from symbolizer.model import Frame, FrameKind
 from symbolizer.report import Unresolved
 
 Frames = tuple[Frame, ...]

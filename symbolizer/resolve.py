@@ -15,11 +15,11 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from profiles.model import Frame, FrameKind
 from recording.pyframes import is_code_entry, native_entries
 from symbolizer.cache import SymbolCache
 from symbolizer.demangle import demangle
 from symbolizer.linecache import LineCache
-from symbolizer.model import Frame, FrameKind
 from symbolizer.normalize import (
     VDSO_PATH,
     AbsAddr,

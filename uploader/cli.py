@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from recording.cli import run
+from cli_common.command import run
 from recording.errors import ProfilerError, UsageError
 from uploader.continuous import run_stream
 from uploader.credentials import RedactingFilter, Redactor
@@ -107,7 +107,7 @@ def _main(argv: list[str]) -> int:
             return run_stream(opts)
         return run_replay(opts)
     except ProfilerError as exc:
-        exc.args = (redact(str(exc)),)  # printed by recording.cli.run
+        exc.args = (redact(str(exc)),)  # printed by cli_common.command.run
         raise
     finally:
         log.removeFilter(guard)

@@ -21,15 +21,17 @@ import selectors
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from types import FrameType
 
+from profiles.folded import Block, Event, FoldedParser, WindowEnd
+from profiles.model import Profile
+from profiles.windows import WindowGrouper
 from recording.errors import ProfilerError
-from uploader.folded import Block, Event, FoldedParser, WindowEnd
 from uploader.options import UploadOptions
 from uploader.recording_input import ARROW_STREAM_MAGIC, RecordingStreamReader
 from uploader.session import Session
 from uploader.source import BlockFiller
-from uploader.windows import Batcher, Window
 
 log = logging.getLogger("ebpf-upload")
 
@@ -41,7 +43,7 @@ class _Sender(threading.Thread):
     def __init__(self, session: Session) -> None:
         super().__init__(name="ebpf-upload-sender", daemon=True)
         self.session = session
-        self.queue: queue.Queue[Window | None] = queue.Queue()
+        self.queue: queue.Queue[Profile | None] = queue.Queue()
         self.error: ProfilerError | None = None
         self.failed = threading.Event()
 
@@ -53,7 +55,7 @@ class _Sender(threading.Thread):
                 if w is None:
                     return
                 self.session.send_window(w)
-                log.debug("uploaded window [%d, %d) %s", w.from_ns, w.until_ns, w.labels)
+                log.debug("uploaded window [%d, %d) %s", w.start_ns, w.end_ns, w.labels)
         except ProfilerError as exc:
             self.error = exc
             self.failed.set()
@@ -65,7 +67,7 @@ class StreamUploader:
         self.fd = fd
         self.parser = FoldedParser("stdin")
         self.filler = BlockFiller(opts)
-        self.batcher = Batcher(int(opts.upload_rate_s * 1e9), opts.sample_rate or 100)
+        self.batcher = WindowGrouper(int(opts.upload_rate_s * 1e9))
         self.session = Session(opts)
         self.sender = _Sender(self.session)
         self.stop_signal: str | None = None
@@ -81,19 +83,18 @@ class StreamUploader:
             self.session.deliverer.abort.set()
             self.stop_deadline = 0.0
 
-    def _handle(self, events: list[Event]) -> None:
+    def _handle(self, events: Sequence[Event | Profile]) -> None:
         for ev in events:
-            if isinstance(ev, Block):
-                b = self.filler.fill(ev)
-                assert b.from_ns is not None
+            if isinstance(ev, Block | Profile):
+                p = self.filler.fill(ev)
                 # a later window has begun: earlier ones are complete (the stream is in order)
-                self._close(self.batcher.pop_complete(b.from_ns))
-                self.batcher.add(b)
+                self._close(self.batcher.pop_complete(p.start_ns))
+                self.batcher.add(p)
                 self.blocks += 1
             elif isinstance(ev, WindowEnd) and ev.until_ns is not None:
                 self._close(self.batcher.pop_complete(ev.until_ns))
 
-    def _close(self, windows: list[Window]) -> None:
+    def _close(self, windows: list[Profile]) -> None:
         for w in windows:
             self.sender.queue.put(w)
 
@@ -141,7 +142,7 @@ class StreamUploader:
 
     def _pump_recording(self, head: bytes) -> str | None:
         events: queue.Queue = queue.Queue()
-        RecordingStreamReader(head, self.fd, events).start()
+        RecordingStreamReader(head, self.fd, events, self.opts.symbolize).start()
         last_input = time.monotonic()
         while not self.sender.failed.is_set():
             if self._stopping():
@@ -162,7 +163,7 @@ class StreamUploader:
     def run(self) -> int:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self.sender.start()
-        last: list[Window] = []
+        last: list[Profile] = []
         bad_input: ProfilerError | None = None
         try:
             try:

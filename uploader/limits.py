@@ -6,6 +6,8 @@
   Both are handled by truncating the stack in the middle: the root (the process name, which
   the UI groups by) and the leaf-most frames (where the time is spent) are kept, the frames in
   between become one `[truncated N frames]` frame, and a warning says how many stacks changed.
+  Stacks are cut as frames, before any body is encoded, so folded and pprof bodies carry the
+  same truncated stacks.
 - 16,000 unique stacks per upload (v1 `max-profile-symbol-value-length`/stack limits) and a
   4 MiB profile size: a window with more is sent as several uploads of the same window, which
   the server sums.
@@ -15,8 +17,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
+from profiles.folded import frame_text
+from profiles.model import Frame, Profile, Stack
 from recording.errors import UsageError
 
 MAX_LINE_BYTES = 64 * 1024
@@ -27,56 +32,68 @@ MAX_AGE_S = 3600
 MAX_AHEAD_S = 600
 
 
-def _fits(frames: list[str], count_len: int) -> bool:
-    return (len(frames) <= MAX_DEPTH
-            and sum(len(f.encode()) + 1 for f in frames) + count_len + 1 < MAX_LINE_BYTES)
+def _text_bytes(frame: Frame) -> int:
+    return len(frame_text(frame.name).encode()) + 1  # the name as folded writes it, and `;`
 
 
-def truncate_stack(stack: str, count: int) -> str:
-    frames = stack.split(";")
+def _fits(stack: Stack, count_len: int) -> bool:
+    return (len(stack) <= MAX_DEPTH
+            and sum(_text_bytes(f) for f in stack) + count_len + 1 < MAX_LINE_BYTES)
+
+
+def truncate_stack(stack: Stack, count: int) -> Stack:
+    """The stack within both limits, measured on its frames as folded text writes them; the
+    same frames then go into folded and pprof bodies alike."""
     count_len = len(str(count))
-    if _fits(frames, count_len):
+    if not stack or _fits(stack, count_len):
         return stack
-    root, rest = frames[0], frames[1:]
+    root, rest = stack[0], stack[1:]
+    root_name = frame_text(root.name)[:4096]
+    if root_name != root.name:
+        root = replace(root, name=root_name)
     # Longest leaf-side suffix that fits next to the root and the marker.
-    budget = MAX_LINE_BYTES - count_len - 64 - len(root.encode())
-    kept: list[str] = []
+    budget = MAX_LINE_BYTES - count_len - 64 - len(root_name.encode())
+    kept: list[Frame] = []
     for f in reversed(rest):
-        size = len(f.encode()) + 1
+        size = _text_bytes(f)
         if len(kept) + 3 > MAX_DEPTH or size > budget:
             break
         kept.append(f)
         budget -= size
     if not kept and rest:  # a single frame bigger than a line: cut its name
-        leaf = rest[-1].encode()[: max(budget - 1, 16)].decode("utf-8", "ignore")
-        kept = [leaf]
+        leaf = frame_text(rest[-1].name).encode()[: max(budget - 1, 16)]
+        kept = [replace(rest[-1], name=leaf.decode("utf-8", "ignore"))]
     kept.reverse()
     dropped = len(rest) - len(kept)
-    return ";".join([root[:4096], f"[truncated {dropped} frames]", *kept])
+    marker = Frame(f"[truncated {dropped} frames]")
+    return (root, marker, *kept)
 
 
-def truncate_stacks(stacks: dict[str, int]) -> tuple[dict[str, int], int]:
-    """(stacks within the limits, number of stacks that had to be truncated)."""
-    out: dict[str, int] = {}
+def truncate_profile(profile: Profile) -> tuple[Profile, int]:
+    """(the profile with every stack within the limits, number of stacks truncated)."""
+    out = Profile(profile.start_ns, profile.end_ns, profile.sample_rate, dict(profile.labels))
     changed = 0
-    for stack, count in stacks.items():
+    for stack, count in profile.stacks.items():
         t = truncate_stack(stack, count)
-        changed += t != stack
-        out[t] = out.get(t, 0) + count
+        changed += t is not stack
+        out.add(t, count)
     return out, changed
 
 
-def split_stacks(stacks: dict[str, int], max_stacks: int = MAX_STACKS,
-                 max_bytes: int = MAX_BODY_BYTES) -> list[dict[str, int]]:
-    """Chunks of at most max_stacks unique stacks and about max_bytes of folded text."""
-    chunks: list[dict[str, int]] = [{}]
+def split_profile(profile: Profile, max_stacks: int = MAX_STACKS,
+                  max_bytes: int = MAX_BODY_BYTES) -> list[Profile]:
+    """Profiles of the same window with at most max_stacks unique stacks and about max_bytes
+    of folded text each (a pprof body of the same stacks is smaller)."""
+    chunks: list[Profile] = []
     size = 0
-    for stack, count in stacks.items():
-        line = len(stack.encode()) + len(str(count)) + 2
-        if chunks[-1] and (len(chunks[-1]) >= max_stacks or size + line > max_bytes):
-            chunks.append({})
+    for stack, count in profile.stacks.items():
+        line = sum(_text_bytes(f) for f in stack) + len(str(count)) + 1
+        if not chunks or (chunks[-1].stacks and (len(chunks[-1].stacks) >= max_stacks
+                                                 or size + line > max_bytes)):
+            chunks.append(Profile(profile.start_ns, profile.end_ns, profile.sample_rate,
+                                  dict(profile.labels)))
             size = 0
-        chunks[-1][stack] = count
+        chunks[-1].add(stack, count)
         size += line
     return chunks
 

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from recording.argparse_util import ArgumentParser
+from cli_common.argparser import ArgumentParser
+from cli_common.timeparse import TIME_HELP, parse_duration, parse_instant, parse_time
 from recording.errors import UsageError
-from recording.timeparse import parse_duration, parse_instant
+from symbolizer.flags import add_symbol_flags, options_from_args
+from symbolizer.options import SymbolizeOptions
 from uploader.credentials import clean_header_name, clean_value, secrets_of
 
 log = logging.getLogger("ebpf-upload")
@@ -75,6 +77,8 @@ class UploadOptions:
     retry: RetryPolicy = RetryPolicy()
     log_level: str = "info"
     no_logging: bool = False
+    # where symbols come from when an input is a recording (the flags of ebpf-symbolize)
+    symbolize: SymbolizeOptions = field(default_factory=SymbolizeOptions)
 
     @property
     def has_credentials(self) -> bool:
@@ -109,8 +113,10 @@ _FLAGS: list[tuple[str, str, str]] = [
     ("--retime", "bool", "shift windows to end now, keeping their spacing (old recordings)"),
     ("--allow-old", "bool", "send windows older than 1 hour anyway (legacy v0 servers)"),
     ("--retries", "int", "tries per window before it is spooled (default 4)"),
-    ("--from", "time", "start of plain folded input (default: --until minus --upload-rate)"),
-    ("--until", "time", "end of plain folded input (default: now)"),
+    ("--from", "time", f"start of plain folded input: {TIME_HELP} (default: --until minus "
+                       "--upload-rate)"),
+    ("--until", "time", "end of plain folded input, in the same forms, +10s counting from "
+                        "--from (default: now)"),
 ]
 
 SECRET_FLAGS = ("--auth-token", "--basic-auth-password", "--header")
@@ -129,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         "PYROSCOPE_AUTH_TOKEN); the flag wins.",
     )
     p.add_argument("inputs", nargs="*", metavar="FILE",
-                   help="folded files from ebpf-symbolize, or '-' for stdin (the default)")
+                   help="folded files from ebpf-symbolize or recordings from ebpf-record, or "
+                        "'-' for stdin (the default)")
     for flag, kind, help_ in _FLAGS:
         dest = flag.lstrip("-").replace("-", "_")
         if kind == "bool":
@@ -140,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help=help_)
         else:
             p.add_argument(flag, dest=dest, default=None, help=help_)
+    add_symbol_flags(p)  # a recording given as input is symbolized as ebpf-symbolize does
     return p
 
 
@@ -247,8 +255,14 @@ def resolve(ns: argparse.Namespace, env: Mapping[str, str]) -> UploadOptions:
         raise UsageError("basic auth needs both --basic-auth-user and --basic-auth-password "
                          "(or PYROSCOPE_BASIC_AUTH_USER and PYROSCOPE_BASIC_AUTH_PASSWORD)")
     until_text, from_text = pick("--until"), pick("--from")
-    until_ns = parse_instant(until_text, "--until") if until_text else None
     from_ns = parse_instant(from_text, "--from") if from_text else None
+    until_ns = None
+    if until_text:
+        until = parse_time(until_text, "--until")
+        if until.absolute_ns is None and from_ns is None:
+            raise UsageError(f"--until {until_text}: counts from --from, which is not given; "
+                             "give both, or a time")
+        until_ns = until.resolve(from_ns or 0)
     if from_ns is not None and until_ns is not None and from_ns >= until_ns:
         raise UsageError("--from must be before --until")
     attempts = pick_int("--retries", RetryPolicy.attempts)
@@ -278,6 +292,7 @@ def resolve(ns: argparse.Namespace, env: Mapping[str, str]) -> UploadOptions:
         retry=RetryPolicy(attempts=attempts or RetryPolicy.attempts),
         log_level=level,
         no_logging=_truthy(pick("--no-logging") or ""),
+        symbolize=options_from_args(ns),
     )
     if opts.retime and opts.allow_old:
         raise UsageError("--retime and --allow-old exclude each other; pick one")

@@ -1,57 +1,53 @@
-"""Window -> /ingest requests: name, limits, body encoding."""
+"""Window -> /ingest requests: name, limits, body encoding.
+
+The limits are applied to the Profile's frames first; both body formats are then encoded from
+the same truncated and split Profiles, so what the warning says holds for either.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from symbolizer.model import Profile
+from profiles.folded import folded_lines
+from profiles.model import Profile
 from uploader.client import IngestRequest
-from uploader.limits import MAX_STACKS, split_stacks, truncate_stacks
+from uploader.limits import split_profile, truncate_profile
 from uploader.names import check_labels, merge_labels, profile_name
 from uploader.options import UploadOptions
-from uploader.windows import Window
 
 log = logging.getLogger("ebpf-upload")
 
 
-def build_requests(w: Window, opts: UploadOptions) -> list[IngestRequest]:
+def encode_body(p: Profile, fmt: str) -> bytes:
+    if fmt == "pprof":
+        # Frames from a recording keep their mappings (build IDs) and addresses; frames read
+        # from folded text have names only.
+        from symbolizer.sinks.pprof import profile_to_pprof_bytes  # loaded only for pprof
+
+        return profile_to_pprof_bytes(p)
+    # Unescaped: the server reads every line as a stack (no comments), so a process named
+    # `#x` is sent as it is named.
+    return "".join(line + "\n" for line in folded_lines(p)).encode("utf-8", "replace")
+
+
+def build_requests(w: Profile, opts: UploadOptions) -> list[IngestRequest]:
     labels = merge_labels(opts.tags, w.labels)
     check_labels(labels, "labels of window" if w.labels else "--tag")
     name = profile_name(opts.application_name, labels)
-    stacks, truncated = truncate_stacks(w.stacks)
+    within, truncated = truncate_profile(w)
     if truncated:
         log.warning("%d stack(s) in window %s were deeper than 1,000 frames or longer than "
                     "64 KiB; their middle frames were replaced by '[truncated N frames]'",
                     truncated, name)
-    chunks = split_stacks(stacks) if stacks else []
+    chunks = split_profile(within)
     if len(chunks) > 1:
         log.info("window %s has %d unique stacks; sent as %d uploads (servers take 16,000 "
-                 "per upload and sum uploads of the same window)", name, len(stacks),
+                 "per upload and sum uploads of the same window)", name, len(within.stacks),
                  len(chunks))
     # Pyroscope reads from/until as Unix seconds; 19 digits would be read as nanoseconds,
     # but seconds are what every server version and the agent use.
-    params = (("name", name), ("from", str(w.from_ns // 1_000_000_000)),
-              ("until", str(-(-w.until_ns // 1_000_000_000))), ("format", opts.format),
+    params = (("name", name), ("from", str(w.start_ns // 1_000_000_000)),
+              ("until", str(-(-w.end_ns // 1_000_000_000))), ("format", opts.format),
               ("sampleRate", str(w.sample_rate)), ("spyName", opts.spy_name),
               ("units", "samples"), ("aggregationType", "sum"))
-    out = []
-    if opts.format == "pprof" and w.profile is not None:
-        # From a recording: pprof with mappings (build IDs) and location addresses.
-        from symbolizer.sinks.pprof import profile_to_pprof_bytes
-
-        items = list(w.profile.stacks.items())
-        for i in range(0, max(len(items), 1), MAX_STACKS):
-            part = Profile(w.profile.start_ns, w.profile.end_ns, w.profile.sample_rate,
-                           w.profile.labels, dict(items[i:i + MAX_STACKS]))
-            out.append(IngestRequest(params, profile_to_pprof_bytes(part)))
-        return out
-    for chunk in chunks:
-        if opts.format == "pprof":
-            from uploader.pprof import encode_pprof  # only then load the symbolizer's sink
-
-            body = encode_pprof(chunk, sample_rate=w.sample_rate, from_ns=w.from_ns,
-                                until_ns=w.until_ns)
-        else:
-            body = "".join(f"{s} {c}\n" for s, c in chunk.items()).encode()
-        out.append(IngestRequest(params, body))
-    return out
+    return [IngestRequest(params, encode_body(c, opts.format)) for c in chunks]

@@ -3,8 +3,8 @@
 Folded text carries frame names only. To send pprof that keeps what a server with debug info
 needs to symbolize on its side (mapping build IDs, location addresses, as Pyroscope v1 reads
 them), `ebpf-upload --format pprof run.parquet` reads the recording itself: each drain window
-becomes a Block that carries the symbolizer's Profile (frames with object, build ID, address)
-beside its folded stacks.
+gives the symbolizer's Profiles (frames with object, build ID, address), which the uploader
+takes as they are, whatever the body format.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import queue
 import threading
 from collections.abc import Iterator
 
+from profiles.folded import WindowEnd
+from profiles.model import Profile
 from recording.errors import ProfilerError
-from recording.reader import PARQUET_MAGIC, iter_batches, iter_stream
-from symbolizer.model import Profile
-from uploader.folded import Block, WindowEnd
+from recording.reader import PARQUET_MAGIC
+from symbolizer.options import SymbolizeOptions
 
 ARROW_STREAM_MAGIC = b"\xff\xff\xff\xff"  # the IPC continuation marker that opens a stream
 
@@ -34,51 +35,35 @@ def is_recording(path: str) -> bool:
     return head in (PARQUET_MAGIC, ARROW_STREAM_MAGIC)
 
 
-def recording_blocks(path: str) -> Iterator[Block]:
+def recording_profiles(path: str, options: SymbolizeOptions) -> Iterator[Profile]:
+    """The Profiles of a recording file, symbolized as `ebpf-symbolize` would with `options`
+    (ebpf-upload takes the same --debug-dir, --sysroot, --debuginfod-url ... flags)."""
     from symbolizer.engine import Engine
-    from symbolizer.options import SymbolizeOptions
+    from symbolizer.reading import drain_windows
 
-    engine = Engine(SymbolizeOptions(), labeler=_labeler())
-    # A file is read twice, as ebpf-symbolize does: snapshots first, then samples.
-    for batch in iter_batches(path):
-        engine.feed_metadata(batch)
-    windows: list[list[Profile]] = []
-    for batch in iter_batches(path):
-        windows += engine.feed(batch, metadata=False)
-    windows += engine.finish()
-    for window in windows:
-        yield from window_blocks(window)
+    engine = Engine(options, labeler=_labeler())
+    windows = [w for closed in drain_windows(engine, path, stream=False) for w in closed]
+    for window in windows + engine.finish():
+        yield from (p for p in window if p.stacks)
 
 
 def _labeler():
     """Service labels as ebpf-symbolize gives them (PYROSCOPE_KUBERNETES_NODE,
     PYROSCOPE_ONLY_SERVICES, else container ID / systemd unit from the cgroup)."""
-    from uploader.discovery.settings import discovery_for
+    from discovery.settings import discovery_for
 
     return discovery_for("ebpf-upload").labels_for
 
 
-def window_blocks(window: list[Profile]) -> Iterator[Block]:
-    """Blocks of one drain window: folded stacks for the server, the Profile for pprof."""
-    from symbolizer.sinks.folded import folded_lines
-
-    for p in window:
-        if not p.stacks:
-            continue
-        stacks = {}
-        for line in folded_lines(p):
-            stack, count = line.rsplit(" ", 1)
-            stacks[stack] = int(count)
-        yield Block(p.start_ns, p.end_ns, p.sample_rate, dict(p.labels), stacks, profile=p)
-
-
 class RecordingStreamReader(threading.Thread):
     """Continuous mode fed by `ebpf-record --out -` directly: symbolizes the Arrow stream on
-    stdin in this thread and queues Blocks and WindowEnds for the uploader's main loop; None
+    stdin in this thread and queues Profiles and WindowEnds for the uploader's main loop; None
     marks the end of input, a ProfilerError a stream that could not be read."""
 
-    def __init__(self, head: bytes, fd: int, out: queue.Queue) -> None:
+    def __init__(self, head: bytes, fd: int, out: queue.Queue, options: SymbolizeOptions
+                 ) -> None:
         super().__init__(name="ebpf-upload-recording", daemon=True)
+        self.options = options
         self.head = head
         self.fd = fd
         self.out = out
@@ -86,16 +71,17 @@ class RecordingStreamReader(threading.Thread):
 
     def run(self) -> None:
         from symbolizer.engine import STREAM_FORGET_AFTER_NS, Engine
-        from symbolizer.options import SymbolizeOptions
+        from symbolizer.reading import drain_windows
 
-        engine = Engine(SymbolizeOptions(), labeler=self.labeler,
+        engine = Engine(self.options, labeler=self.labeler,
                         forget_after_ns=STREAM_FORGET_AFTER_NS)
         stream = io.BufferedReader(_Prefixed(self.head, self.fd))
         try:
-            for batch in iter_stream(stream, "stdin"):
-                for window in engine.feed(batch):
-                    for block in window_blocks(window):
-                        self.out.put(block)
+            for closed in drain_windows(engine, "-", stream=True, stdin=stream):
+                for window in closed:
+                    for p in window:
+                        if p.stacks:
+                            self.out.put(p)
                     if window:
                         self.out.put(WindowEnd(window[0].end_ns))
         except ProfilerError as exc:

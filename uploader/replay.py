@@ -7,16 +7,17 @@ import sys
 import time
 from collections.abc import Iterator
 
-from recording.cli import is_terminal
+from cli_common.command import is_terminal
+from profiles.folded import Block, parse_lines
+from profiles.model import Profile
+from profiles.windows import WindowGrouper
 from recording.errors import DeliveryError, UsageError
-from uploader.folded import Block, parse_lines
 from uploader.limits import MAX_AGE_S, check_age
 from uploader.names import check_labels, merge_labels
 from uploader.options import UploadOptions
-from uploader.recording_input import is_recording, recording_blocks
+from uploader.recording_input import is_recording, recording_profiles
 from uploader.session import Session
 from uploader.source import BlockFiller
-from uploader.windows import Batcher, Window, retime
 
 log = logging.getLogger("ebpf-upload")
 
@@ -32,13 +33,13 @@ def _lines(path: str) -> Iterator[str]:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def read_windows(opts: UploadOptions) -> list[Window]:
+def read_windows(opts: UploadOptions) -> list[Profile]:
     filler = BlockFiller(opts)
-    batcher = Batcher(int(opts.upload_rate_s * 1e9), opts.sample_rate or 100)
+    batcher = WindowGrouper(int(opts.upload_rate_s * 1e9))
     for path in opts.inputs:
         if is_recording(path):
-            for block in recording_blocks(path):
-                batcher.add(filler.fill(block))
+            for p in recording_profiles(path, opts.symbolize):
+                batcher.add(filler.fill(p))
             continue
         for ev in parse_lines(_lines(path), "stdin" if path == "-" else path):
             if isinstance(ev, Block):
@@ -46,20 +47,35 @@ def read_windows(opts: UploadOptions) -> list[Window]:
     return batcher.pop_all()
 
 
-def prepare_windows(windows: list[Window], opts: UploadOptions) -> list[Window]:
+def retime(windows: list[Profile], rate_ns: int, now_ns: int | None = None) -> int:
+    """Shift all windows so the last ends at the latest upload boundary <= now, keeping their
+    spacing and their alignment (the shift is a whole number of upload windows).
+    Returns the shift in ns."""
+    if not windows:
+        return 0
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    last = max(w.end_ns for w in windows)
+    shift = (now_ns - last) // rate_ns * rate_ns
+    for w in windows:
+        w.start_ns += shift
+        w.end_ns += shift
+    return shift
+
+
+def prepare_windows(windows: list[Profile], opts: UploadOptions) -> list[Profile]:
     """Retime if asked, then refuse (before sending anything) what the server would reject."""
     if opts.retime and windows:
         shift = retime(windows, int(opts.upload_rate_s * 1e9))
         log.info("--retime: windows shifted by %.0f s to end now", shift / 1e9)
         limit = time.time() - MAX_AGE_S
-        old = [w for w in windows if w.from_ns / 1e9 < limit]
+        old = [w for w in windows if w.start_ns / 1e9 < limit]
         if old:
             log.warning("the input spans more than 1 hour: after --retime its %d earliest "
                         "window(s) are still older than the server accepts and are skipped",
                         len(old))
-            windows = [w for w in windows if w.from_ns / 1e9 >= limit]
+            windows = [w for w in windows if w.start_ns / 1e9 >= limit]
     for w in windows:
-        check_age(w.from_ns, w.until_ns, allow_old=opts.allow_old)
+        check_age(w.start_ns, w.end_ns, allow_old=opts.allow_old)
         check_labels(merge_labels(opts.tags, w.labels), "labels of window")
     return windows
 

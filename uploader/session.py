@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from profiles.model import Profile
 from uploader.client import IngestClient
 from uploader.delivery import Deliverer
 from uploader.limits import check_age
 from uploader.options import UploadOptions
 from uploader.prepare import build_requests
 from uploader.spool import Spool
-from uploader.windows import Window
 
 log = logging.getLogger("ebpf-upload")
 
@@ -28,8 +28,8 @@ class Session:
             log.info("%d window upload(s) waiting in the spool %s; sending them first",
                      pending, self.spool.dir)
 
-    def send_window(self, w: Window) -> None:
-        check_age(w.from_ns, w.until_ns, allow_old=self.opts.allow_old)
+    def send_window(self, w: Profile) -> None:
+        check_age(w.start_ns, w.end_ns, allow_old=self.opts.allow_old)
         for req in build_requests(w, self.opts):
             self.deliverer.deliver(req)
         self.windows += 1

@@ -1,11 +1,12 @@
-"""Turning read blocks into windows: plain-text time ranges and sample rates."""
+"""Turning what was read into Profiles with a window: plain-text time ranges, sample rates."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-from uploader.folded import Block
+from profiles.folded import Block
+from profiles.model import Profile
 from uploader.options import UploadOptions
 
 log = logging.getLogger("ebpf-upload")
@@ -13,28 +14,31 @@ DEFAULT_SAMPLE_RATE = 100
 
 
 class BlockFiller:
-    """Gives plain folded text (no header) its window and every block a sample rate.
+    """Gives plain folded text (no header) its window and every profile a sample rate.
 
     Plain text covers [--until - --upload-rate, --until) by default, --until defaulting to the
     moment it was read: like the agent, which uploads what it collected over the last period.
-    The symbolizer's header states the rate the recording was made at, so it wins over
-    --sample-rate (which is for plain text); a difference is reported once.
+    The symbolizer's header (or the recording) states the rate the recording was made at, so
+    it wins over --sample-rate (which is for plain text); a difference is reported once.
     """
 
     def __init__(self, opts: UploadOptions) -> None:
         self.opts = opts
         self._warned_rate = False
 
-    def fill(self, b: Block) -> Block:
+    def fill(self, b: Block | Profile) -> Profile:
+        """A Profile from a recording is complete; a Block of text may lack window and rate."""
         o = self.opts
-        if b.from_ns is None or b.until_ns is None:
+        block = b if isinstance(b, Block) else Block(b)
+        p = block.profile
+        if not block.timed:
             until = o.until_ns if o.until_ns is not None else time.time_ns()
             start = o.from_ns if o.from_ns is not None else until - int(o.upload_rate_s * 1e9)
-            b.from_ns, b.until_ns = start, until
-        if b.sample_rate is None:
-            b.sample_rate = o.sample_rate or DEFAULT_SAMPLE_RATE
-        elif o.sample_rate and o.sample_rate != b.sample_rate and not self._warned_rate:
+            p.start_ns, p.end_ns = start, until
+        if not block.rated:
+            p.sample_rate = o.sample_rate or DEFAULT_SAMPLE_RATE
+        elif o.sample_rate and o.sample_rate != p.sample_rate and not self._warned_rate:
             log.warning("--sample-rate %d ignored: the input says it was sampled at %d Hz",
-                        o.sample_rate, b.sample_rate)
+                        o.sample_rate, p.sample_rate)
             self._warned_rate = True
-        return b
+        return p

@@ -1,19 +1,10 @@
-"""Output formats ("sinks") behind one interface, found by format name.
+"""Output formats ("sinks") behind one interface, found by format name in SINKS.
 
-A sink turns Profiles into bytes on an output stream; it never sees the recording. Every
-module in this package is a candidate, in one of two shapes:
-
-1. whole-output formats (pprof, speedscope, html, parquet): module-level
-       FORMAT = "pprof"
-       def write(profiles: Iterable[Profile], out: BinaryIO) -> None
-   The command buffers the Profiles of the run and calls write() once at the end
-   (WholeOutputSink below).
-2. streaming formats: a `Sink` subclass decorated with `@register`:
-
-    @register
-    class PprofSink(Sink):
-        format = "pprof"
-        def write_profile(self, profile: Profile) -> None: ...
+A sink turns Profiles into bytes on an output stream; it never sees the recording. Each module
+in this package defines one Sink subclass, named SINK:
+- streaming formats (folded) write each window as it comes (`write_profile`, `end_window`);
+- whole-output formats (pprof, speedscope, html, parquet) subclass WholeOutputSink, which
+  buffers the Profiles of the run and calls `write_all` once at the end.
 
 The command calls, in order:
   sink = get_sink(name)(out, SinkOptions(...))
@@ -27,16 +18,12 @@ HTML document per output) buffer Profiles and write them in close().
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import pkgutil
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import ModuleType
 from typing import BinaryIO, ClassVar
 
+from profiles.model import Profile
 from recording.errors import UsageError
-from symbolizer.model import Profile
 
 
 @dataclass(frozen=True)
@@ -49,7 +36,7 @@ class Sink:
     format: ClassVar[str] = ""
     description: ClassVar[str] = ""
     # Without --window, give the sink each drain window rather than the whole run merged
-    # (the html page has a window selector). A module says so with PER_DRAIN_WINDOWS = True.
+    # (the html page has a window selector).
     per_drain_windows: ClassVar[bool] = False
 
     def __init__(self, out: BinaryIO, options: SinkOptions | None = None) -> None:
@@ -69,9 +56,7 @@ class Sink:
 
 
 class WholeOutputSink(Sink):
-    """Adapter for a module with FORMAT and write(profiles, out): buffer, write at close."""
-
-    write_all: ClassVar[Callable[[Iterable[Profile], BinaryIO], None]]
+    """A format that is one document for the whole output: buffer, write at close."""
 
     def __init__(self, out: BinaryIO, options: SinkOptions | None = None) -> None:
         super().__init__(out, options)
@@ -83,63 +68,34 @@ class WholeOutputSink(Sink):
     def end_window(self) -> None:
         pass  # one document for the whole output: nothing to flush per window
 
+    def write_all(self, profiles: list[Profile]) -> None:
+        raise NotImplementedError
+
     def close(self) -> None:
-        type(self).write_all(self._profiles, self.out)
+        self.write_all(self._profiles)
         self.out.flush()
 
 
-def _adapt_module(mod: ModuleType) -> None:
-    fmt = getattr(mod, "FORMAT", None)
-    write = getattr(mod, "write", None)
-    if not isinstance(fmt, str) or not callable(write) or fmt in _REGISTRY:
-        return
-    doc = (mod.__doc__ or "").strip().splitlines()
-    cls = type(f"{fmt.title()}Sink", (WholeOutputSink,), {
-        "format": fmt,
-        "description": doc[0] if doc else fmt,
-        "write_all": staticmethod(write),
-        "per_drain_windows": bool(getattr(mod, "PER_DRAIN_WINDOWS", False)),
-    })
-    _REGISTRY[fmt] = cls
-
-
-_REGISTRY: dict[str, type[Sink]] = {}
-_loaded = False
-
-
-def register(cls: type[Sink]) -> type[Sink]:
-    if not cls.format:
-        raise ValueError(f"{cls.__name__} has no format name")
-    _REGISTRY[cls.format] = cls
-    return cls
-
-
-def _load_all() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for info in pkgutil.iter_modules(__path__):
-        try:
-            mod = importlib.import_module(f"{__name__}.{info.name}")
-        except ImportError:
-            continue  # a format whose dependency is missing is simply not offered
-        _adapt_module(mod)
+# --format NAME -> the module that defines its SINK. A module is imported only when its format
+# is asked for: importing every format costs start-up (pyarrow for parquet).
+SINKS: dict[str, str] = {
+    "folded": "symbolizer.sinks.folded",
+    "pprof": "symbolizer.sinks.pprof",
+    "speedscope": "symbolizer.sinks.speedscope",
+    "html": "symbolizer.sinks.html",
+    "parquet": "symbolizer.sinks.parquet",
+}
 
 
 def available_formats() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
+    return sorted(SINKS)
 
 
 def get_sink(name: str) -> type[Sink]:
-    if name not in _REGISTRY and name.isidentifier():
-        # The module named like the format, alone: importing every format costs start-up.
-        with contextlib.suppress(ImportError):
-            _adapt_module(importlib.import_module(f"{__name__}.{name}"))
-    cls = _REGISTRY.get(name)
-    if cls is None:
+    module = SINKS.get(name)
+    if module is None:
         raise UsageError(
             f"unknown --format {name!r}; known formats: {', '.join(available_formats())}"
         )
-    return cls
+    sink: type[Sink] = importlib.import_module(module).SINK
+    return sink

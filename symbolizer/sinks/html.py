@@ -21,10 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from symbolizer.model import Frame, FrameKind, Profile
+from profiles.model import Frame, FrameKind, Profile
+from symbolizer.sinks import WholeOutputSink
 
-FORMAT = "html"
-PER_DRAIN_WINDOWS = True  # the page merges them for "all windows" and selects one
 TEMPLATE = "flamegraph.html"
 _DATA_MARKER = "__PROFILE_DATA__"
 
@@ -191,3 +190,15 @@ def render(profiles: Iterable[Profile]) -> str:
 
 def write(profiles: Iterable[Profile], out: BinaryIO) -> None:
     out.write(render(profiles).encode("utf-8"))
+
+
+class HtmlSink(WholeOutputSink):
+    format = "html"
+    description = "one self-contained interactive flame graph (inline CSS and JS, no network)"
+    per_drain_windows = True  # the page merges them for "all windows" and selects one
+
+    def write_all(self, profiles: list[Profile]) -> None:
+        write(profiles, self.out)
+
+
+SINK = HtmlSink

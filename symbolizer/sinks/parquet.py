@@ -22,9 +22,8 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from symbolizer.model import Profile, Stack
-
-FORMAT = "parquet"
+from profiles.model import Profile, Stack
+from symbolizer.sinks import WholeOutputSink
 
 SCHEMA = pa.schema([
     pa.field("window_start_ns", pa.int64(), nullable=False),
@@ -107,3 +106,14 @@ def write(profiles: Iterable[Profile], out: BinaryIO) -> None:
             table = _table(profile)
             if table.num_rows:
                 writer.write_table(table)
+
+
+class ParquetSink(WholeOutputSink):
+    format = "parquet"
+    description = "one row per (stack, process, frame), for analysis in DuckDB, pandas or Spark"
+
+    def write_all(self, profiles: list[Profile]) -> None:
+        write(profiles, self.out)
+
+
+SINK = ParquetSink

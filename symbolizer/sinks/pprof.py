@@ -26,9 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from symbolizer.model import Frame, FrameKind, Profile, Stack
-
-FORMAT = "pprof"
+from profiles.model import Frame, FrameKind, Profile, Stack
+from symbolizer.sinks import WholeOutputSink
 
 # profile.proto field numbers.
 _P_SAMPLE_TYPE, _P_SAMPLE, _P_MAPPING, _P_LOCATION, _P_FUNCTION = 1, 2, 3, 4, 5
@@ -259,3 +258,14 @@ def profile_to_pprof_bytes(profile: Profile) -> bytes:
 
 def write(profiles: Iterable[Profile], out: BinaryIO) -> None:
     out.write(_gzip(encode_profiles(profiles)))
+
+
+class PprofSink(WholeOutputSink):
+    format = "pprof"
+    description = "gzipped profile.proto, as `go tool pprof` and Pyroscope's push API read it"
+
+    def write_all(self, profiles: list[Profile]) -> None:
+        write(profiles, self.out)
+
+
+SINK = PprofSink

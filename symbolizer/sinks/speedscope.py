@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from symbolizer.model import Frame, Profile
+from profiles.model import Frame, Profile
+from symbolizer.sinks import WholeOutputSink
 
-FORMAT = "speedscope"
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 
 
@@ -81,3 +81,14 @@ def write(profiles: Iterable[Profile], out: BinaryIO) -> None:
     doc = to_document(profiles)
     out.write(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     out.write(b"\n")
+
+
+class SpeedscopeSink(WholeOutputSink):
+    format = "speedscope"
+    description = "the JSON file format of https://www.speedscope.app (file-format-schema.json)"
+
+    def write_all(self, profiles: list[Profile]) -> None:
+        write(profiles, self.out)
+
+
+SINK = SpeedscopeSink

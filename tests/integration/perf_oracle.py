@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from profiles.model import FrameKind, Profile
 from recording.elf import elf_info_of_path
 from recording.schema import SCHEMA, rows_to_batch
 from symbolizer.engine import Engine
-from symbolizer.model import FrameKind, Profile
 from symbolizer.options import SymbolizeOptions
 
 T0 = 1_764_057_600_000_000_000

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from profiles.model import Frame, FrameKind
 from recording.reader import iter_batches
 from symbolizer.engine import Engine
-from symbolizer.model import Frame, FrameKind
 from symbolizer.options import SymbolizeOptions
 
 # Where a complete user stack starts (root first): the process entry (_start, then glibc's

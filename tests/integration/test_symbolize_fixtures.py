@@ -2,7 +2,7 @@
 binaries are stripped and deleted, through debuginfod, and against GNU addr2line.
 
 Recordings here are built from a live fixture process's real /proc/PID/maps and ELF headers
-(test_symbolize_support.py), so they need no BPF; test_symbolize_recorded.py does the same
+(tests/helpers/synthetic.py), so they need no BPF; test_symbolize_recorded.py does the same
 with `ebpf-record`.
 """
 
@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from test_symbolize_support import synthetic_recording
 
-from recording.cli import run
+from cli_common.command import run
 from recording.elf import elf_info_of_path
 from recording.reader import iter_batches
 from symbolizer.cli import symbolize_main
@@ -29,6 +28,7 @@ from symbolizer.elfsyms import read_elf_symbols_bytes
 from symbolizer.engine import Engine
 from symbolizer.options import SymbolizeOptions
 from symbolizer.sources import build_id_path
+from tests.helpers.synthetic import synthetic_recording
 
 DESIGN = {"alpha": 0.25, "lib_beta": 0.5, "gamma_fn": 0.25}
 

@@ -153,7 +153,7 @@ def test_signal_frames_unwound_by_dwarf_as_perf(tmp_path, capsys):
     under the trampoline are the ones perf shows there, and nothing is `libc.so.6+0x...`.
     perf's libdw unwinding looks the trampoline up at addr - 1 (`[unknown]`); we print
     `__restore_rt` as its frame-pointer mode does."""
-    from recording.cli import run as run_cli
+    from cli_common.command import run as run_cli
     from symbolizer.cli import symbolize_main
     from tests.conftest import tool
 

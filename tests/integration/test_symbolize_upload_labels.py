@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from recording.cli import run
+from cli_common.command import run
 from symbolizer.cli import symbolize_main
 from tests.conftest import tool
 from tests.receiver import Receiver

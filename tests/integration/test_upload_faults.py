@@ -7,21 +7,22 @@ import time
 
 import pytest
 
+from profiles.model import Profile
 from recording.errors import DeliveryError
+from tests.helpers.profiles import profile
 from tests.receiver import Receiver
 from uploader.options import RetryPolicy, UploadOptions
 from uploader.replay import run_replay
 from uploader.session import Session
-from uploader.windows import Window
 
 S = 1_000_000_000
 FAST = RetryPolicy(attempts=3, base_s=0.01, max_s=0.05)
 
 
-def windows(n: int) -> list[Window]:
+def windows(n: int) -> list[Profile]:
     base = (int(time.time()) // 10 - n - 1) * 10
-    return [Window((base + 10 * i) * S, (base + 10 * i + 10) * S, 100, {},
-                   {"w;main;work": 10 + i, f"w;main;only{i}": 1}) for i in range(n)]
+    return [profile({"w;main;work": 10 + i, f"w;main;only{i}": 1}, base + 10 * i,
+                    base + 10 * i + 10) for i in range(n)]
 
 
 def options(rx: Receiver, tmp_path, **kw) -> UploadOptions:
@@ -44,7 +45,7 @@ def test_server_down_then_back_loses_nothing_and_keeps_order(tmp_path):
             s.send_window(w)  # spool first, then the new one
         assert len(s.spool) == 0
         froms = [int(i.from_s) for i in rx.ingests]
-        assert froms == [w.from_ns // S for w in ws]
+        assert froms == [w.start_ns // S for w in ws]
         assert sum(i.total for i in rx.ingests) == sum(w.total for w in ws)
 
 
@@ -61,7 +62,7 @@ def test_spool_left_by_an_earlier_run_is_sent_first(tmp_path):
         second = Session(options(rx, tmp_path))
         second.deliverer.drain_spool()  # at start-up
         second.send_window(ws[2])
-        assert [int(i.from_s) for i in rx.ingests] == [w.from_ns // S for w in ws]
+        assert [int(i.from_s) for i in rx.ingests] == [w.start_ns // S for w in ws]
 
 
 def test_503_then_200_is_retried_once_delivered(tmp_path):
@@ -131,7 +132,7 @@ def test_slow_server_past_the_timeout_is_retried_then_spooled(tmp_path):
         deadline = time.time() + 5
         while rx.abandoned < 3 and time.time() < deadline:
             time.sleep(0.1)
-        assert [int(i.from_s) for i in rx.ingests] == [w.from_ns // S for w in ws]
+        assert [int(i.from_s) for i in rx.ingests] == [w.start_ns // S for w in ws]
         assert rx.abandoned == 3  # the slow requests were given up by the client
 
 
@@ -150,7 +151,7 @@ def test_full_spool_drops_oldest_with_warning(tmp_path, caplog):
         rx.up()
         s.send_window(ws[7])
         got = [int(i.from_s) for i in rx.ingests]
-        assert got == [w.from_ns // S for w in ws[dropped:]]  # newest kept, in order
+        assert got == [w.start_ns // S for w in ws[dropped:]]  # newest kept, in order
         assert "dropped from the full spool" in s.summary()
 
 

@@ -10,10 +10,10 @@ import time
 import pytest
 
 from tests.conftest import tool
+from tests.helpers.profiles import profile
 from tests.receiver import Receiver
 from uploader.options import UploadOptions
 from uploader.prepare import build_requests
-from uploader.windows import Window
 
 S = 1_000_000_000
 STACKS = {"workload;main;run_rounds;alpha": 25, "workload;main;run_rounds;lib_beta": 50,
@@ -24,7 +24,7 @@ def test_pprof_body_read_by_go_tool_pprof(tmp_path):
     if not shutil.which("go"):
         pytest.skip("go is not installed (scripts/setup.sh installs golang-go)")
     o = UploadOptions(application_name="p", format="pprof")
-    (req,) = build_requests(Window(100 * S, 110 * S, 100, {}, dict(STACKS)), o)
+    (req,) = build_requests(profile(STACKS), o)
     assert req.param("format") == "pprof" and req.body[:2] == b"\x1f\x8b"
     path = tmp_path / "body.pb.gz"
     path.write_bytes(req.body)

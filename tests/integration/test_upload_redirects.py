@@ -8,21 +8,22 @@ import time
 
 import pytest
 
+from profiles.model import Profile
 from recording.errors import DeliveryError
 from tests.conftest import tool
+from tests.helpers.profiles import profile
 from tests.receiver import Receiver
 from uploader.client import same_origin
 from uploader.options import RetryPolicy, UploadOptions
 from uploader.session import Session
-from uploader.windows import Window
 
 S = 1_000_000_000
 KEY = "hdr-SECRET-5150"
 
 
-def window() -> Window:
+def window() -> Profile:
     base = (int(time.time()) // 10 - 2) * 10
-    return Window(base * S, (base + 10) * S, 100, {}, {"w;main;work": 7})
+    return profile({"w;main;work": 7}, base, base + 10)
 
 
 def session(rx: Receiver, tmp_path) -> Session:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import random
 
-from symbolizer.model import Frame, FrameKind, Profile, Stack
+from profiles.model import Frame, FrameKind, Profile, Stack
 
 T0 = 1_764_057_600_000_000_000
 WINDOW_NS = 1_000_000_000  # ebpf-record's default drain interval

@@ -1,4 +1,4 @@
-"""recording.cgroups against real /proc/PID/cgroup contents.
+"""discovery.cgroups against real /proc/PID/cgroup contents.
 
 Every path below was copied from a real machine as quoted in a public bug report or test suite
 (source in the comment), not made up: the point is that the patterns match what runtimes write.
@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from recording.cgroups import (
+from discovery.cgroups import (
     CgroupInfo,
     container_info,
     path_info,

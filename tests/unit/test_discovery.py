@@ -1,4 +1,4 @@
-"""uploader.discovery against a fake Kubernetes API server on 127.0.0.1.
+"""discovery against a fake Kubernetes API server on 127.0.0.1.
 
 The fake answers GET /api/v1/pods?fieldSelector=spec.nodeName=... with PodList JSON shaped like
 a real API server's (fields as `kubectl get pods -o json` prints them), or with the metav1.Status
@@ -22,7 +22,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from kubernetes import client
 
-from uploader.discovery import Discovery, DiscoveryOptions, label_name
+from discovery.discovery import Discovery, DiscoveryOptions
+from discovery.labels import label_name
 
 NODE = "ip-10-0-1-23.ec2.internal"
 TOKEN = "eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3QifQ.c2VjcmV0LXRva2Vu.sig"

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
-from test_sink_common import synthetic_profiles
 
+from profiles.model import FrameKind, Profile
 from recording.elf import elf_info_of_path
 from recording.reader import iter_batches
 from recording.schema import SCHEMA, rows_to_batch
 from symbolizer.engine import Engine
-from symbolizer.model import FrameKind, Profile
 from symbolizer.options import SymbolizeOptions
 from symbolizer.sinks import parquet
+from tests.helpers.sinks import synthetic_profiles
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "recording-format.md"
 T0 = 1_764_057_600_000_000_000

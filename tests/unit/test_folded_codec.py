@@ -8,10 +8,11 @@ import io
 
 import pytest
 
-from symbolizer.model import Frame, FrameKind, Profile
+from profiles.folded import Block, escape_line, parse_lines, unescape_line
+from profiles.model import Frame, FrameKind, Profile
 from symbolizer.sinks import SinkOptions
-from symbolizer.sinks.folded import FoldedSink, escape_line, unescape_line
-from uploader.folded import Block, parse_lines
+from symbolizer.sinks.folded import FoldedSink
+from tests.helpers.profiles import names
 
 S = 1_000_000_000
 COMMS = ["#hidden", "# ebpf-profiler", "\\#x", "\\\\#y", "\\plain", "normal", "a#b", "#"]
@@ -34,8 +35,8 @@ def test_round_trip_keeps_every_process_name_and_count():
     blocks = [e for e in events if isinstance(e, Block)]
     assert len(blocks) == 1
     want = {f"{c};main;leaf{i}": i for i, c in enumerate(COMMS, 1)}
-    assert blocks[0].stacks == want
-    assert blocks[0].labels == {"service_name": "svc"}
+    assert names(blocks[0].profile) == want
+    assert blocks[0].profile.labels == {"service_name": "svc"}
 
 
 def test_no_stack_line_is_a_comment_to_other_readers():
@@ -47,7 +48,7 @@ def test_no_stack_line_is_a_comment_to_other_readers():
 
 def test_plain_comments_from_other_tools_stay_comments():
     (b,) = parse_lines(["# a comment\n", "x;y 2\n", "\\plain;y 1\n"], "t")
-    assert b.stacks == {"x;y": 2, "\\plain;y": 1}
+    assert isinstance(b, Block) and names(b.profile) == {"x;y": 2, "\\plain;y": 1}
 
 
 @pytest.mark.parametrize("comm", COMMS)

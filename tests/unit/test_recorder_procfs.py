@@ -136,11 +136,12 @@ def test_idle_processes_are_forgotten_and_resnapshotted_in_full(tmp_path):
 def test_procmap_query_agrees_with_the_text_of_proc_maps():
     """The ioctl path (Linux 6.11+) must give what parsing /proc/PID/maps gives, except the
     [vsyscall] gate area, which is not a VMA of the process."""
-    from recorder.procmap_query import Unsupported, query_exec_mappings
+    from recorder.procfs import Mapping
+    from recorder.procmap_query import Unsupported, query_exec_vmas
 
     path = f"/proc/{os.getpid()}/maps"
     try:
-        queried = query_exec_mappings(path)
+        queried = [Mapping(*vma) for vma in query_exec_vmas(path)]
     except Unsupported:
         pytest.skip("kernel without PROCMAP_QUERY (before 6.11): the text path is used")
     with open(path) as f:

@@ -19,7 +19,11 @@ from urllib.parse import quote
 
 import pytest
 from system_profile import many_stacks, system_wide
-from test_sink_common import (
+
+from profiles.model import Frame, Profile
+from symbolizer.sinks import html
+from tests import chromium
+from tests.helpers.sinks import (
     EXE,
     EXE_BID,
     LIB,
@@ -32,10 +36,6 @@ from test_sink_common import (
     self_and_total,
     synthetic_profiles,
 )
-
-from symbolizer.model import Frame, Profile
-from symbolizer.sinks import html
-from tests import chromium
 
 
 class _Dom(HTMLParser):
@@ -472,9 +472,9 @@ def test_a_large_profile_stays_small_and_loads(exe, tmp_path):
 @pytest.mark.parametrize(("args", "windows"), [([], 3), (["--window", "2s"], 2)])
 def test_symbolize_gives_the_page_each_drain_window(fixture_bins, tmp_path, args, windows):
     # GIVEN a recording of three 1-s drain windows
-    from recording.cli import run
+    from cli_common.command import run
     from symbolizer.cli import symbolize_main
-    from tests.unit.crafted import crafted_recording
+    from tests.helpers.crafted import crafted_recording
 
     lib = fixture_bins / "libfixture.so"
     rec = crafted_recording(tmp_path / "r.parquet", path=str(lib), build_id=None,

@@ -11,7 +11,9 @@ from collections import Counter
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from test_sink_common import (
+
+from symbolizer.sinks import parquet
+from tests.helpers.sinks import (
     EXE,
     EXE_BID,
     LIB,
@@ -23,8 +25,6 @@ from test_sink_common import (
     self_and_total,
     synthetic_profiles,
 )
-
-from symbolizer.sinks import parquet
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_streams_to_a_pipe(tmp_path):
     # GIVEN a sink writing to a pipe (not seekable), as `--out -` does
     code = (
         "import sys; sys.path[:0] = sys.argv[1:3];"
-        "from test_sink_common import synthetic_profiles;"
+        "from tests.helpers.sinks import synthetic_profiles;"
         "from symbolizer.sinks import parquet;"
         "parquet.write(synthetic_profiles(), sys.stdout.buffer)"
     )

@@ -11,7 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_sink_common import (
+
+from symbolizer.sinks import pprof
+from tests.helpers.sinks import (
     EXE,
     EXE_BID,
     LIB,
@@ -21,8 +23,6 @@ from test_sink_common import (
     self_and_total,
     synthetic_profiles,
 )
-
-from symbolizer.sinks import pprof
 
 
 def _go_env(tmp: Path) -> dict[str, str]:
@@ -147,7 +147,7 @@ def test_return_frames_one_byte_off_share_their_objects_mapping(go_pprof):
     # (return address - 1) next to the absolute return address
     from dataclasses import replace
 
-    from test_sink_common import ALPHA, BETA, MAIN, RUN, root
+    from tests.helpers.sinks import ALPHA, BETA, MAIN, RUN, root
 
     def ret(f):
         return replace(f, elf_addr=f.elf_addr - 1)

@@ -6,7 +6,9 @@ import io
 import json
 from collections import Counter
 
-from test_sink_common import (
+from profiles.model import Profile
+from symbolizer.sinks import speedscope
+from tests.helpers.sinks import (
     ALPHA,
     BETA,
     MAIN,
@@ -17,9 +19,6 @@ from test_sink_common import (
     root,
     synthetic_profiles,
 )
-
-from symbolizer.model import Profile
-from symbolizer.sinks import speedscope
 
 
 def _doc(profiles) -> dict:

@@ -10,15 +10,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
-from test_symbolize_support import synthetic_recording
-
-from recording.cli import run
+from cli_common.command import run
+from profiles.model import Frame, FrameKind, Profile
 from recording.reader import iter_batches
 from recording.schema import SCHEMA
 from symbolizer.cli import symbolize_main
-from symbolizer.model import Frame, FrameKind, Profile
 from symbolizer.sinks import SinkOptions, available_formats, get_sink
+from tests.helpers.synthetic import synthetic_recording
 
 
 @pytest.fixture(scope="module")

@@ -180,7 +180,8 @@ def test_redirect_within_the_server_is_followed(servers, tmp_path):
 
 def test_limits_come_from_elfutils_variables(monkeypatch):
     from recording.errors import UsageError
-    from symbolizer.cli import build_parser, options_from_args
+    from symbolizer.cli import build_parser
+    from symbolizer.flags import options_from_args
 
     monkeypatch.setenv("DEBUGINFOD_MAXTIME", "7")
     monkeypatch.setenv("DEBUGINFOD_MAXSIZE", "1000")
@@ -198,7 +199,7 @@ def test_ebpf_symbolize_is_not_held_by_a_trickling_server(servers, fixture_bins,
     import subprocess
 
     from tests.conftest import tool
-    from tests.unit.crafted import crafted_recording, nm_address
+    from tests.helpers.crafted import crafted_recording, nm_address
 
     s = serve(servers, {"/": _trickle})
     lib = fixture_bins / "libfixture.so"

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from cli_common.command import run
 from recording.buildid import build_id_problem, checked_build_id
-from recording.cli import run
 from symbolizer.cache import SymbolCache
 from symbolizer.cli import symbolize_main
 from symbolizer.normalize import loads_from_phdrs
 from symbolizer.sources import ObjectSymbols, build_id_path
 from symbolizer.symtab import SymbolEntry, SymbolTable
-from tests.unit.crafted import crafted_recording, nm_address
+from tests.helpers.crafted import crafted_recording, nm_address
 
 
 @pytest.fixture
@@ -67,14 +67,16 @@ def test_refused_build_id_is_reported_as_no_build_id(lib, tmp_path, capsys):
 def test_upload_library_path_writes_nothing_outside_the_cache(lib, tmp_path, monkeypatch):
     # `ebpf-upload --format pprof evil.parquet` symbolizes with default options: the symbol
     # cache under $XDG_CACHE_HOME
-    from uploader.recording_input import recording_blocks
+    from symbolizer.options import SymbolizeOptions
+    from tests.helpers.profiles import names
+    from uploader.recording_input import recording_profiles
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     target = tmp_path / "pwn-upload"
     rec = evil_recording(tmp_path, lib, f"..//{target}/name")
-    blocks = list(recording_blocks(str(rec)))
+    profiles = list(recording_profiles(str(rec), SymbolizeOptions()))
     assert not target.exists()
-    assert any("victim;lib_beta" in s for b in blocks for s in b.stacks)
+    assert any("victim;lib_beta" in s for p in profiles for s in names(p))
 
 
 @pytest.mark.parametrize("value, problem", [

@@ -26,7 +26,7 @@ from symbolizer.inflate import (
 )
 from symbolizer.lines import resolve_lines
 from tests.conftest import tool
-from tests.unit.crafted import (
+from tests.helpers.crafted import (
     SHF_COMPRESSED,
     SHT_PROGBITS,
     SHT_STRTAB,

@@ -1,7 +1,7 @@
 """ebpf-symbolize splits each window by the labels service discovery gives each process.
 
 Recordings here are synthetic: `process` rows with real cgroup paths of docker, containerd,
-cri-o and a systemd unit (shapes from recording/cgroups.py), and samples without stacks, so that
+cri-o and a systemd unit (shapes from discovery/cgroups.py), and samples without stacks, so that
 the stack is the process name alone and each block's content says whose samples it holds.
 """
 
@@ -14,7 +14,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from recording.cli import run
+from cli_common.command import run
+from discovery.discovery import Discovery, DiscoveryOptions
 from recording.schema import SCHEMA, rows_to_batch
 from symbolizer.cli import symbolize_main
 from tests.unit.test_discovery import (
@@ -28,7 +29,6 @@ from tests.unit.test_discovery import (
     config_for,
     scope,
 )
-from uploader.discovery import Discovery, DiscoveryOptions
 
 T0 = 1_764_057_600_000_000_000
 SECOND = 1_000_000_000

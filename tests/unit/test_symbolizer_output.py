@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from recording.cli import run
+from cli_common.command import run
 from symbolizer.cli import symbolize_main
 from tests.conftest import tool
-from tests.unit.crafted import crafted_recording, nm_address
+from tests.helpers.crafted import crafted_recording, nm_address
 
 FORMATS = ["folded", "pprof", "speedscope", "html", "parquet"]
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from crafted import BASE, T0, nm_address
 
-from recording.cli import run
+from cli_common.command import run
 from recording.elf import elf_info_of_path
 from recording.pyframes import code_checksum, encode_frame
 from recording.schema import SCHEMA, rows_to_batch
 from symbolizer.cli import symbolize_main
+from tests.helpers.crafted import BASE, T0, nm_address
 from tests.receiver.pprof_decode import fields
 
 _addr2line = ctypes.pythonapi.PyCode_Addr2Line

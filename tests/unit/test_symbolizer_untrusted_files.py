@@ -20,7 +20,7 @@ import pytest
 
 from recording.untrusted import UntrustedFileError, open_regular, resolve_in_root
 from tests.conftest import tool
-from tests.unit.crafted import crafted_recording, nm_address
+from tests.helpers.crafted import crafted_recording, nm_address
 
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from tests.conftest import tool
+from tests.helpers.profiles import profile
 from tests.receiver import Receiver
 from uploader.client import IngestClient, Outcome
 from uploader.credentials import RedactingFilter, Redactor
@@ -17,7 +18,6 @@ from uploader.delivery import Deliverer
 from uploader.options import RetryPolicy, UploadOptions
 from uploader.prepare import build_requests
 from uploader.spool import Spool
-from uploader.windows import Window
 
 TOKEN = "tok-SECRET-4242"
 PASSWORD = "pw-SECRET-9999"
@@ -34,7 +34,7 @@ def test_no_secret_in_repr_logs_errors_or_spool(tmp_path, caplog):
         client = IngestClient(o)
         spool = Spool(tmp_path, 10**6, o.server_address, None)
         d = Deliverer(client, spool, o.retry)
-        (r,) = build_requests(Window(10**18, 10**18 + 10**10, 100, {}, {"c;f": 1}), o)
+        (r,) = build_requests(profile({"c;f": 1}, 10**9, 10**9 + 10), o)
         errors = []
         with caplog.at_level(logging.DEBUG, logger="ebpf-upload"):
             # 401 from a wrong token, then the server gone: both paths log and spool
@@ -168,7 +168,7 @@ def test_unsendable_header_is_a_configuration_error_not_cannot_reach():
               UploadOptions(application_name="s", headers=(("X-API-Key", HEADER_KEY + "€"),))):
         with Receiver() as rx:
             o = UploadOptions(**{**o.__dict__, "server_address": rx.url})
-            (r,) = build_requests(Window(10**18, 10**18 + 10**10, 100, {}, {"c;f": 1}), o)
+            (r,) = build_requests(profile({"c;f": 1}, 10**9, 10**9 + 10), o)
             result = IngestClient(o).send(r)
             assert not rx.seen
         assert result.outcome is Outcome.AUTH and "cannot reach" not in result.message

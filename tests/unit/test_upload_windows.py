@@ -6,9 +6,12 @@ import json
 
 import pytest
 
+from profiles.folded import Block, WindowEnd, parse_lines
+from profiles.model import FrameKind, Profile
+from profiles.windows import WindowGrouper
 from recording.errors import RecordingFormatError
-from uploader.folded import Block, WindowEnd, parse_lines
-from uploader.windows import Batcher, Window, retime
+from tests.helpers.profiles import names, profile
+from uploader.replay import retime
 
 S = 1_000_000_000
 
@@ -25,15 +28,23 @@ def test_headers_blocks_and_window_ends():
     kinds = [type(e).__name__ for e in events]
     assert kinds == ["Block", "Block", "WindowEnd", "Block"]
     first = events[0]
-    assert isinstance(first, Block)
-    assert first.stacks == {"a;b": 3, "a;c": 4} and first.from_ns == 100 * S
-    assert isinstance(events[1], Block) and events[1].labels == {"pod": "p"}
+    assert isinstance(first, Block) and first.timed and first.rated
+    assert names(first.profile) == {"a;b": 3, "a;c": 4} and first.profile.start_ns == 100 * S
+    assert isinstance(events[1], Block) and events[1].profile.labels == {"pod": "p"}
     assert events[2] == WindowEnd(101 * S)
 
 
 def test_plain_folded_is_one_block_without_window():
     (b,) = parse_lines(["x;y 1\n", "x;y 2\n", "x;z 5\n"], "t")
-    assert isinstance(b, Block) and b.from_ns is None and b.stacks == {"x;y": 3, "x;z": 5}
+    assert isinstance(b, Block) and not b.timed and not b.rated
+    assert names(b.profile) == {"x;y": 3, "x;z": 5}
+
+
+def test_first_frame_is_the_process_name():
+    (b,) = parse_lines(["comm;main;leaf 1\n"], "t")
+    assert isinstance(b, Block)
+    ((stack, _),) = b.profile.stacks.items()
+    assert [f.kind for f in stack] == [FrameKind.ROOT, FrameKind.USER, FrameKind.USER]
 
 
 @pytest.mark.parametrize("lines,needle", [
@@ -57,43 +68,43 @@ def test_bad_input_names_file_line_and_fix(lines, needle):
 
 
 def test_drain_windows_sum_into_aligned_upload_windows():
-    b = Batcher(10 * S, 100)
+    b = WindowGrouper(10 * S)
     for sec in (103, 104, 109, 110, 111):
-        b.add(Block(sec * S, (sec + 1) * S, 100, {}, {"a;b": 1, f"s{sec}": 1}))
+        b.add(profile({"a;b": 1, f"s{sec}": 1}, sec, sec + 1))
     done = b.pop_complete(110 * S)
-    assert [(w.from_ns // S, w.until_ns // S) for w in done] == [(100, 110)]
-    assert done[0].stacks["a;b"] == 3
+    assert [(w.start_ns // S, w.end_ns // S) for w in done] == [(100, 110)]
+    assert names(done[0])["a;b"] == 3
     rest = b.pop_all()
-    assert [(w.from_ns // S, w.until_ns // S) for w in rest] == [(110, 120)]
+    assert [(w.start_ns // S, w.end_ns // S) for w in rest] == [(110, 120)]
     assert rest[0].total == 4
 
 
 def test_jittered_drain_edges_still_land_in_one_window():
     # real drains end a little after the boundary: [709.003, 710.0009) belongs to [700, 710)
-    b = Batcher(10 * S, 100)
-    b.add(Block(709_003_462_890, 710_000_891_224, 100, {}, {"x": 2}))
-    b.add(Block(710_000_891_224, 711_000_465_549, 100, {}, {"x": 3}))
+    b = WindowGrouper(10 * S)
+    b.add(profile({"x": 2}, 709.003462890, 710.000891224))
+    b.add(profile({"x": 3}, 710.000891224, 711.000465549))
     done = b.pop_complete(710_000_891_224)
-    assert [(w.from_ns, w.until_ns, w.total) for w in done] == [(700 * S, 710 * S, 2)]
-    assert [(w.from_ns, w.until_ns, w.total) for w in b.pop_all()] == [(710 * S, 720 * S, 3)]
+    assert [(w.start_ns, w.end_ns, w.total) for w in done] == [(700 * S, 710 * S, 2)]
+    assert [(w.start_ns, w.end_ns, w.total) for w in b.pop_all()] == [(710 * S, 720 * S, 3)]
 
 
 def test_labels_and_rates_are_separate_uploads_and_spanning_blocks_stay_whole():
-    b = Batcher(10 * S, 100)
-    b.add(Block(101 * S, 102 * S, 100, {"pod": "a"}, {"x": 1}))
-    b.add(Block(101 * S, 102 * S, 100, {"pod": "b"}, {"x": 1}))
-    b.add(Block(101 * S, 102 * S, 97, {"pod": "a"}, {"x": 1}))
-    b.add(Block(95 * S, 135 * S, 100, {}, {"y": 9}))  # whole-run block: not split
+    b = WindowGrouper(10 * S)
+    b.add(profile({"x": 1}, 101, 102, labels={"pod": "a"}))
+    b.add(profile({"x": 1}, 101, 102, labels={"pod": "b"}))
+    b.add(profile({"x": 1}, 101, 102, rate=97, labels={"pod": "a"}))
+    b.add(profile({"y": 9}, 95, 135))  # whole-run block: not split
     ws = b.pop_all()
     assert len(ws) == 4
-    assert any(w.from_ns == 95 * S and w.until_ns == 135 * S for w in ws)
+    assert any(w.start_ns == 95 * S and w.end_ns == 135 * S for w in ws)
 
 
 def test_retime_ends_now_keeps_spacing_and_alignment():
-    ws = [Window(1000 * S, 1010 * S, 100), Window(1030 * S, 1040 * S, 100)]
+    ws = [Profile(1000 * S, 1010 * S, 100), Profile(1030 * S, 1040 * S, 100)]
     now = 50_007 * S
     shift = retime(ws, 10 * S, now_ns=now)
-    assert ws[1].until_ns == 50_000 * S  # last boundary <= now
-    assert ws[1].from_ns - ws[0].from_ns == 30 * S
+    assert ws[1].end_ns == 50_000 * S  # last boundary <= now
+    assert ws[1].start_ns - ws[0].start_ns == 30 * S
     assert shift % (10 * S) == 0
-    assert all(w.from_ns % (10 * S) == 0 for w in ws)
+    assert all(w.start_ns % (10 * S) == 0 for w in ws)

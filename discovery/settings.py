@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import sys
 
+from discovery.discovery import Discovery, DiscoveryOptions
 from recording.errors import UsageError
-from uploader.discovery.discovery import Discovery, DiscoveryOptions
 
 
 def env_bool(name: str) -> bool:

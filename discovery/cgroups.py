@@ -23,7 +23,7 @@ in real /proc/PID/cgroup files:
 - cgroupfs driver: `/kubepods/burstable/pod<UID>/<ID>`, `/kubepods/pod<UID>/<ID>` (guaranteed
   QoS has no class directory), plain docker `/docker/<ID>`. A bare ID under kubepods does not
   say which runtime made it, so `runtime` is None there; the API server's containerStatuses
-  tell (see uploader/discovery).
+  tell (see discovery/).
 - CRI-O's monitor runs in `crio-conmon-<ID>.scope`: that process is the runtime's, not the
   container's, so it gets no container ID (it is what --only-services drops).
 

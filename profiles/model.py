@@ -1,8 +1,9 @@
-"""What symbolization produces and every output format (sink) consumes.
+"""What symbolization produces, every output format (sink) consumes and the uploader sends.
 
 A Frame is one resolved (or unresolved, with a reason) location; a Profile is the set of
 unique stacks with counts for one time window and one label set. Sinks in symbolizer/sinks/
-take Profiles; they never see the recording.
+and the uploader take Profiles; they never see the recording. Folded text read back
+(profiles/folded.py) is a Profile too, whose frames carry names only.
 """
 
 from __future__ import annotations
@@ -71,6 +72,13 @@ class Profile:
         if pid is not None:
             key = (stack, pid, comm)
             self.processes[key] = self.processes.get(key, 0) + count
+
+    def merge(self, other: Profile) -> None:
+        """Add other's counts to this profile's (window and labels stay this profile's)."""
+        for stack, n in other.stacks.items():
+            self.stacks[stack] = self.stacks.get(stack, 0) + n
+        for key, n in other.processes.items():
+            self.processes[key] = self.processes.get(key, 0) + n
 
     @property
     def total(self) -> int:

@@ -27,7 +27,7 @@ from kubernetes.config.incluster_config import (
     InClusterConfigLoader,
 )
 
-from uploader.discovery.errors import SERVICE_ACCOUNT_DIR, PodListError
+from discovery.errors import SERVICE_ACCOUNT_DIR, PodListError
 
 RBAC_HINT = "apply deploy/kubernetes/20-rbac.yaml (a ClusterRole with get/list/watch on pods)"
 __all__ = ["SERVICE_ACCOUNT_DIR", "NodePodLister", "PodListError", "in_cluster_configuration"]

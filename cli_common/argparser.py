@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from recording import timeparse
+from cli_common import timeparse
 from recording.errors import UsageError
 
 

@@ -1,22 +1,28 @@
-r"""Read folded text, with the window headers `ebpf-symbolize` writes.
+r"""Folded stacks, written and read: `comm;root;...;leaf COUNT`, as Brendan Gregg's
+stackcollapse tools write and Pyroscope's /ingest reads, with the window headers of
+docs/recording-format.md ("Folded output with windows").
 
-Convention (docs/recording-format.md, "Folded output with windows"): a line
-`# ebpf-profiler {"from_ns": ..., "until_ns": ..., "sample_rate": ..., "labels": {...}}` opens
-a block of `frame;frame;leaf COUNT` lines; `# ebpf-profiler-window-end` follows the last block
-of each window in a stream. Other `#` lines are comments; a stack line starting with `\#`
-(or `\\#`...) is an escaped one whose first frame starts with `#`, and loses one `\`. Text
-without headers is one block whose window comes from --from/--until.
+A line `# ebpf-profiler {"from_ns": ..., "until_ns": ..., "sample_rate": ..., "labels": {...}}`
+opens a block of stack lines; `# ebpf-profiler-window-end` follows the last block of each
+window in a stream. Other `#` lines are comments; a stack line starting with `\#` (or `\\#`...)
+is an escaped one whose first frame starts with `#`, and loses one `\`. Text without headers is
+one block whose window and rate the reader supplies (ebpf-upload: --from/--until,
+--sample-rate).
+
+The writer is symbolizer/sinks/folded.py's and the reader ebpf-upload's: one codec, so what one
+writes the other reads back. A block is read into a Profile whose frames carry names only, the
+first of each stack being the process name that roots it (FrameKind.ROOT).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from profiles.model import Frame, FrameKind, Profile, Stack
 from recording.errors import RecordingFormatError
-from symbolizer.model import Profile
-from symbolizer.sinks.folded import unescape_line
 
 HEADER = "# ebpf-profiler "
 WINDOW_END = "# ebpf-profiler-window-end"
@@ -26,16 +32,12 @@ MAX_COUNT_DIGITS = len(str(MAX_COUNT))
 
 @dataclass
 class Block:
-    """Stacks of one window and label set as read; from/until None for plain text."""
+    """One block of folded text as read: its Profile, and what its text left unsaid. Without
+    a header the window and rate are unknown (0) until the reader fills them in."""
 
-    from_ns: int | None
-    until_ns: int | None
-    sample_rate: int | None
-    labels: dict[str, str] = field(default_factory=dict)
-    stacks: dict[str, int] = field(default_factory=dict)
-    # from a recording (uploader/recording_input.py): the frames behind `stacks`, with
-    # objects, build IDs and addresses, for --format pprof
-    profile: Profile | None = None
+    profile: Profile
+    timed: bool = True  # a header gave the window [start_ns, end_ns)
+    rated: bool = True  # a header gave the sample rate
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,47 @@ class WindowEnd:
 
 
 Event = Block | WindowEnd
+
+
+def frame_text(name: str) -> str:
+    # ';' separates frames and a newline ends the line; stackcollapse-perf.pl rewrites them too.
+    return name.replace(";", ":").replace("\n", " ").replace("\r", " ") or "[unknown]"
+
+
+# Readers take a line starting with `#` for a comment, and a process names itself `#...` with
+# one prctl(PR_SET_NAME): its stacks would vanish. Such a line gets a `\` in front (shown as is
+# by flamegraph.pl and speedscope), as does one already starting with backslashes and `#`, so
+# unescape_line drops exactly one `\` from a line matching `\+#` and gets the name back.
+_NEEDS_ESCAPE = re.compile(r"\\*#")
+_ESCAPED = re.compile(r"\\+#")
+
+
+def escape_line(line: str) -> str:
+    return "\\" + line if _NEEDS_ESCAPE.match(line) else line
+
+
+def unescape_line(line: str) -> str:
+    return line[1:] if _ESCAPED.match(line) else line
+
+
+def folded_lines(profile: Profile) -> list[str]:
+    """`stack count` lines of one profile, stacks with equal names merged, sorted."""
+    merged: dict[str, int] = {}
+    for stack, count in profile.stacks.items():
+        key = ";".join(frame_text(f.name) for f in stack)
+        merged[key] = merged.get(key, 0) + count
+    return [f"{k} {n}" for k, n in sorted(merged.items()) if n > 0]
+
+
+def header(profile: Profile) -> str:
+    meta = {"from_ns": profile.start_ns, "until_ns": profile.end_ns,
+            "sample_rate": profile.sample_rate, "labels": profile.labels}
+    return HEADER + json.dumps(meta) + "\n"
+
+
+def write_block(profile: Profile) -> str:
+    """One block: the header, then the escaped stack lines."""
+    return header(profile) + "".join(escape_line(line) + "\n" for line in folded_lines(profile))
 
 
 def _looks_binary(first: str) -> bool:
@@ -62,6 +105,8 @@ class FoldedParser:
         self.lineno = 0
         self._block: Block | None = None
         self._last_until: int | None = None
+        # one Frame per name: stacks share them, as a recording's Profiles do
+        self._frames: dict[tuple[str, bool], Frame] = {}
 
     def _fail(self, what: str) -> RecordingFormatError:
         return RecordingFormatError(f"{self.source}:{self.lineno}: {what}")
@@ -77,7 +122,7 @@ class FoldedParser:
         if line.startswith(HEADER):
             events += self._finish()
             self._block = self._header(line[len(HEADER):])
-            self._last_until = self._block.until_ns
+            self._last_until = self._block.profile.end_ns
         elif line.strip() == WINDOW_END:
             events += self._finish()
             events.append(WindowEnd(self._last_until))
@@ -85,7 +130,7 @@ class FoldedParser:
             pass
         else:
             # a stack whose first frame starts with `#` (a process can name itself so) comes
-            # escaped from ebpf-symbolize: symbolizer/sinks/folded.py escape_line
+            # escaped from ebpf-symbolize: escape_line above
             stack, sp, count = unescape_line(line).rpartition(" ")
             # Pyroscope splits at the last space and needs an integer count (else 422).
             # ASCII digits only: str.isdigit() also takes '²' (int() refuses it) and '٣'
@@ -98,16 +143,26 @@ class FoldedParser:
                 raise self._fail(f"count {count[:24]}{'...' if len(count) > 24 else ''} is "
                                  "more than a profile can hold (2^63-1)")
             if self._block is None:
-                self._block = Block(None, None, None)
-            st = self._block.stacks
-            st[stack] = st.get(stack, 0) + n
+                self._block = Block(Profile(0, 0, 0), timed=False, rated=False)
+            self._block.profile.add(self._stack(stack), n)
         return events
+
+    def _stack(self, text: str) -> Stack:
+        out = []
+        for i, name in enumerate(text.split(";")):
+            f = self._frames.get((name, i == 0))
+            if f is None:
+                kind = FrameKind.ROOT if i == 0 else FrameKind.USER
+                f = self._frames[(name, i == 0)] = Frame(name, kind)
+            out.append(f)
+        return tuple(out)
 
     def close(self) -> list[Event]:
         return self._finish()
 
     def _finish(self) -> list[Event]:
         b, self._block = self._block, None
+        self._frames.clear()  # a stream runs for days: keep names of the open block only
         return [b] if b is not None else []
 
     def _header(self, text: str) -> Block:
@@ -127,8 +182,8 @@ class FoldedParser:
                              ) from None
         if until_ns < from_ns:
             raise self._fail("header has until_ns before from_ns")
-        return Block(from_ns, until_ns, rate,
-                     {str(k): str(v) for k, v in labels.items()})
+        profile = Profile(from_ns, until_ns, rate or 0, {str(k): str(v) for k, v in labels.items()})
+        return Block(profile, rated=rate is not None)
 
 
 def parse_lines(lines: Iterable[str], source: str) -> Iterator[Event]:

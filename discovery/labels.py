@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from recording.cgroups import CgroupInfo, split_cri_container_id
+from discovery.cgroups import CgroupInfo, split_cri_container_id
 
 APP_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/version", "app.kubernetes.io/instance")
 SERVICE_NAME_ANNOTATION = "pyroscope.io/service_name"

@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from recording.cgroups import CgroupInfo, container_info, path_info, read_cgroup
-from uploader.discovery.errors import SERVICE_ACCOUNT_DIR, PodListError
-from uploader.discovery.labels import (
+from discovery.cgroups import CgroupInfo, container_info, path_info, read_cgroup
+from discovery.errors import SERVICE_ACCOUNT_DIR, PodListError
+from discovery.labels import (
     PodContainer,
     local_labels,
     pod_containers,
@@ -37,7 +37,7 @@ from uploader.discovery.labels import (
 if TYPE_CHECKING:  # the client is imported only with a node name (it costs ~0.15 s)
     from kubernetes import client
 
-    from uploader.discovery.kube import NodePodLister
+    from discovery.kube import NodePodLister
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class Discovery:
         self._lister: NodePodLister | None = None
         self._config_error: PodListError | None = None
         if options.kubernetes_node:
-            from uploader.discovery.kube import NodePodLister, in_cluster_configuration
+            from discovery.kube import NodePodLister, in_cluster_configuration
             try:
                 cfg = configuration or in_cluster_configuration(
                     options.service_account_dir, environ)
