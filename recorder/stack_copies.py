@@ -46,7 +46,8 @@ def parse_copy(raw: bytes) -> StackCopy | None:
         return None
     tgid, length, kerr, klen, pc, sp, bp, comm = _HEADER.unpack_from(raw)
     klen = min(klen, MAX_STACK_DEPTH)
-    kernel = struct.unpack_from(f"<{klen}Q", raw, _KERNEL_AT)
+    # bpf_get_stack can leave zero entries, as in the sampled stacks: not frames
+    kernel = tuple(a for a in struct.unpack_from(f"<{klen}Q", raw, _KERNEL_AT) if a)
     data = raw[_DATA_AT:_DATA_AT + min(length, len(raw) - _DATA_AT)]
     return StackCopy(tgid, comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
                      Regs(pc, sp, bp), data, kernel, kerr or None)

@@ -11,7 +11,7 @@ from pathlib import Path
 PYTHON311 = "/usr/bin/python3.11"  # Debian's (a pyenv shim may come first on PATH)
 PROGRAMS = ("sort", "xz", "gzip", "python3.11")
 # JSON round trips (the C accelerator called from Python) and a recursive function
-# (Python-to-Python calls); ~4 ms of CPU per round.
+# (Python-to-Python calls); ~3 ms of CPU per round.
 PY_WORK = """
 import json, sys
 def fib(n):
@@ -43,5 +43,5 @@ def commands(text: Path, tmp: Path, scale: float = 1.0) -> dict[str, list[str]]:
         "sort": ["sort", "-S", "64M", "-T", str(tmp), "-o", "/dev/null", *[str(text)] * copies],
         "xz": ["xz", "-3", "-T1", "-c", str(small)],
         "gzip": ["gzip", "-6", "-c", *[str(text)] * max(1, round(5 * scale))],
-        "python3.11": [PYTHON311, "-c", PY_WORK, str(max(10, round(600 * scale)))],
+        "python3.11": [PYTHON311, "-c", PY_WORK, str(max(10, round(1200 * scale)))],
     }
