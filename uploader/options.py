@@ -133,7 +133,8 @@ def env_name(flag: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="ebpf-upload",
-        description="Upload folded profiles to Pyroscope /ingest; with '-', read a stream "
+        description="Upload profiles to Pyroscope (/ingest, or the push API with --protocol "
+        "push); with '-', read a stream "
         "(ebpf-record --out - | ebpf-symbolize - | ebpf-upload -) and upload each window.",
         epilog="Every flag has an environment twin PYROSCOPE_<FLAG> (e.g. "
         "PYROSCOPE_AUTH_TOKEN); the flag wins.",
