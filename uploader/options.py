@@ -30,6 +30,7 @@ DEFAULT_SERVER = "http://localhost:4040"
 DEFAULT_SPOOL_MAX = 64 * 1024 * 1024
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
 FORMATS = ("folded", "pprof")
+PROTOCOLS = ("ingest", "push")
 
 
 def default_spool_dir() -> Path:
@@ -67,6 +68,7 @@ class UploadOptions:
     request_timeout_s: float = 10.0
     upload_rate_s: float = 10.0
     format: str = "folded"
+    protocol: str = "ingest"  # or "push": Pyroscope 1.x's push API (uploader/push.py)
     spool_dir: Path = field(default_factory=default_spool_dir)
     spool_max_bytes: int = DEFAULT_SPOOL_MAX
     retime: bool = False
@@ -108,6 +110,8 @@ _FLAGS: list[tuple[str, str, str]] = [
     ("--log-level", "str", "debug, info, warn or error (default info)"),
     ("--no-logging", "bool", "log nothing but errors"),
     ("--format", "str", "body format: folded (default) or pprof"),
+    ("--protocol", "str", "ingest (default: POST /ingest) or push (Pyroscope 1.x's "
+                          "push.v1.PusherService/Push, pprof)"),
     ("--spool-dir", "str", "where undeliverable windows wait (default $XDG_STATE_HOME/...)"),
     ("--spool-max-bytes", "int", f"spool size cap, oldest dropped first ({DEFAULT_SPOOL_MAX})"),
     ("--retime", "bool", "shift windows to end now, keeping their spacing (old recordings)"),
@@ -129,7 +133,8 @@ def env_name(flag: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="ebpf-upload",
-        description="Upload folded profiles to Pyroscope /ingest; with '-', read a stream "
+        description="Upload profiles to Pyroscope (/ingest, or the push API with --protocol "
+        "push); with '-', read a stream "
         "(ebpf-record --out - | ebpf-symbolize - | ebpf-upload -) and upload each window.",
         epilog="Every flag has an environment twin PYROSCOPE_<FLAG> (e.g. "
         "PYROSCOPE_AUTH_TOKEN); the flag wins.",
@@ -232,6 +237,14 @@ def resolve(ns: argparse.Namespace, env: Mapping[str, str]) -> UploadOptions:
     fmt = (pick("--format") or "folded").lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format: {fmt!r}; choose folded or pprof")
+    protocol = (pick("--protocol") or "ingest").lower()
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol: {protocol!r}; choose ingest or push")
+    if protocol == "push":
+        if pick("--format") and fmt != "pprof":
+            raise UsageError("--protocol push sends pprof; --format folded is for --protocol "
+                             "ingest")
+        fmt = "pprof"
     level = (pick("--log-level") or "info").lower()
     if level not in LOG_LEVELS:
         raise UsageError(f"--log-level: {level!r}; choose debug, info, warn or error")
@@ -282,6 +295,7 @@ def resolve(ns: argparse.Namespace, env: Mapping[str, str]) -> UploadOptions:
         request_timeout_s=dur("--upstream-request-timeout", 10.0),
         upload_rate_s=dur("--upload-rate", 10.0),
         format=fmt,
+        protocol=protocol,
         spool_dir=Path(spool_dir) if spool_dir else default_spool_dir(),
         spool_max_bytes=pick_int("--spool-max-bytes", DEFAULT_SPOOL_MAX) or DEFAULT_SPOOL_MAX,
         retime=_truthy(pick("--retime") or ""),
