@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import os
-import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -132,9 +131,6 @@ class _Object:
     users: set[int] = field(default_factory=set)
 
 
-_Item = tuple[str, int, list[tuple[Mapping, ObjectFacts | None]]]
-
-
 class KernelTables:
     def __init__(self, program: ProfileProgram, cache: TableCache, capacity_rows: int,
                  proc: str = "/proc") -> None:
@@ -147,7 +143,15 @@ class KernelTables:
         self._procs: dict[int, list[tuple[Mapping, _Object | None, int | None]]] = {}
         self._next = 0
         self.stats = UnwindStats(problems=Counter())
-        self._queue: queue.Queue[_Item | None] = queue.Queue()
+        # Work waiting for the loader: the newest process first. On a busy machine start-up
+        # queues every process at once, and the loader needs seconds for them; a process
+        # started since (a short-lived one, whose first milliseconds need its tables) goes
+        # before the long-running ones queued earlier, which lose little by waiting.
+        self._cond = threading.Condition()
+        self._pending: dict[int, list[tuple[Mapping, ObjectFacts | None]]] = {}
+        self._forgets: list[int] = []
+        self._busy = False
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="unwind-tables", daemon=True)
         self._thread.start()
 
@@ -156,11 +160,18 @@ class KernelTables:
         return self._next
 
     def set_process(self, pid: int, mappings: list[tuple[Mapping, ObjectFacts | None]]) -> None:
-        """Queue the process's mappings for the BPF unwinder (the ProcessTracker hook)."""
-        self._queue.put(("process", pid, mappings))
+        """Queue the process's mappings for the BPF unwinder (the ProcessTracker hook); a
+        newer snapshot of a process still queued replaces the older one."""
+        with self._cond:
+            self._pending.pop(pid, None)
+            self._pending[pid] = mappings  # newest last
+            self._cond.notify_all()
 
     def forget(self, pid: int) -> None:
-        self._queue.put(("forget", pid, []))
+        with self._cond:
+            self._pending.pop(pid, None)
+            self._forgets.append(pid)
+            self._cond.notify_all()
 
     def summary(self) -> dict[str, int]:
         """Counters for the recording's stats rows and the end-of-run report."""
@@ -189,30 +200,43 @@ class KernelTables:
 
     def wait_idle(self) -> None:
         """Block until every queued process has its tables (tests, benchmarks)."""
-        self._queue.join()
+        with self._cond:
+            while (self._pending or self._forgets or self._busy) and self._thread.is_alive():
+                self._cond.wait(timeout=0.1)
 
     def close(self) -> None:
-        self._queue.put(None)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
         self._thread.join(timeout=10)
+
+    def _next_work(self) -> Callable[[], None] | None:
+        """The next piece of work (forgets first, in order; then the newest process), or
+        None after 50 ms without any. Called with the lock held."""
+        if not (self._pending or self._forgets or self._closed):
+            self._cond.wait(timeout=0.05)
+        if self._forgets:
+            return functools.partial(self._forget, self._forgets.pop(0))
+        if self._pending:
+            pid, mappings = self._pending.popitem()
+            return functools.partial(self._load_process, pid, mappings)
+        return None
 
     def _run(self) -> None:
         while True:
-            try:
-                item = self._queue.get(timeout=0.05)
-            except queue.Empty:
-                self._guarded(self._load_wanted)
-                continue
-            try:
-                if item is None:
+            with self._cond:
+                if self._closed:
                     return
-                kind, pid, mappings = item
-                if kind == "process":
-                    self._guarded(functools.partial(self._load_process, pid, mappings))
-                else:
-                    self._guarded(functools.partial(self._forget, pid))
+                work = self._next_work()
+                self._busy = work is not None
+            try:
+                if work is not None:
+                    self._guarded(work)
                 self._guarded(self._load_wanted)
             finally:
-                self._queue.task_done()
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
 
     def _guarded(self, work: Callable[[], None]) -> None:
         try:
