@@ -1,5 +1,5 @@
 # Two entry points for a fresh Debian 12 machine, run as root: `make demo` and `make test`.
-.PHONY: setup demo test lint unit bench bench-compare bench-perf clean
+.PHONY: setup demo test lint unit proto bench bench-compare bench-perf clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,6 +17,10 @@ test: setup lint
 
 unit: setup
 	.venv/bin/pytest tests/unit
+
+# Regenerate the protobuf modules from proto/*.proto (proto/README.md); commit the result.
+proto: setup
+	.venv/bin/python scripts/gen_proto.py
 
 # Micro-benchmarks (benchmarks/micro, pytest-benchmark), each run saved under .benchmarks/;
 # bench-compare also prints each one's ratio to the last saved run (docs/performance.md).

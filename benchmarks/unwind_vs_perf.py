@@ -66,6 +66,7 @@ from record_vs_perf import (  # benchmarks/ is sys.path[0]
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.integration import debian_workloads  # noqa: E402
+from tests.integration.perf_oracle import clear_leaked_build_id_flags  # noqa: E402
 from tests.integration.recorded_stacks import canonical, reaches_entry, user_stacks  # noqa: E402
 
 PERF = shutil.which("perf") or "/usr/bin/perf"
@@ -139,10 +140,11 @@ class EbpfRecord:
 def perf_args(call_graph: str, rate: int, out: Path, *, for_script: bool = False
               ) -> list[str]:
     """`perf record` flags. -B (no build IDs): perf 6.1 aborts collecting them at the end of
-    a system-wide run here, as `perf script` does on kernel frames in BPF programs (this
-    machine runs several BPF profilers): "assertion failed at util/build-id.c:1010", then
-    stack smashing. So the run whose stacks are compared also gets --user-callchains (only
-    user stacks are compared) and --no-bpf-event."""
+    a run ("assertion failed at util/build-id.c:1010", then stack smashing) on MMAP2 records
+    another consumer of the same mmaps flagged as carrying a build ID (a recorder older than
+    this one; tests/integration/perf_oracle.py, clear_leaked_build_id_flags, which clears them
+    before `perf script`). The run whose stacks are compared also gets --user-callchains
+    (only user stacks are compared) and --no-bpf-event."""
     graph = ["--call-graph", "dwarf"] if call_graph == "dwarf" else ["-g"]
     script = ["--user-callchains", "--no-bpf-event"] if for_script else []
     return ["-e", "cpu-clock", *graph, *script, "-F", str(rate), "-a", "-B", "-o", str(out)]
@@ -163,6 +165,7 @@ def stop_perf(p: subprocess.Popen, fds: tuple[int, int], err) -> float:
 
 def perf_sample_count(data: Path) -> int:
     """Samples in perf.data (with -B perf does not print the count it wrote)."""
+    clear_leaked_build_id_flags(data)
     got = subprocess.run([PERF, "script", "-i", str(data), "-F", "pid"], capture_output=True,
                          text=True, check=False)
     if got.returncode != 0:
@@ -173,6 +176,7 @@ def perf_sample_count(data: Path) -> int:
 # -- stacks -------------------------------------------------------------------------------------
 def perf_stacks(data: Path, pids: set[int]) -> dict[int, Counter[tuple[Stack, tuple[str, ...]]]]:
     """perf's user stacks per pid: (root-first names, root-first objects) -> samples."""
+    clear_leaked_build_id_flags(data)
     got = subprocess.run([PERF, "script", "-i", str(data), "--no-inline", "--pid",
                           ",".join(map(str, sorted(pids))), "-F", "pid,tid,ip,sym,dso"],
                          capture_output=True, text=True, check=False)

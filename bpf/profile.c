@@ -154,7 +154,7 @@ struct event_t {
     u32 tgid;
     u32 reason;
     u32 ppid;  // EV_NEW: the parent that forked it since the recorder started, else 0
-    u32 pad;
+    u32 uid;   // its real uid now: whose /tmp/perf-PID.map to trust if it is gone when read
 };
 
 BPF_HASH(counts0, struct key_t, u64, COUNTS_SIZE);
@@ -565,7 +565,8 @@ int on_sample(struct bpf_perf_event_data *ctx)
         *state = SEEN_OK;  // two CPUs may both send it: a duplicate event is harmless
     }
     if (reason) {
-        struct event_t ev = {.tgid = tgid, .reason = reason};
+        struct event_t ev = {.tgid = tgid, .reason = reason,
+                             .uid = (u32)bpf_get_current_uid_gid()};
         u32 *parent = reason == EV_NEW ? parents.lookup(&tgid) : NULL;
         if (parent)
             ev.ppid = *parent;

@@ -22,6 +22,20 @@ class FrameKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class MappingInfo:
+    """The recorded mapping a frame's address fell in (a /proc/PID/maps line of the
+    recording host): what pprof's Mapping needs so that a tool holding the file, found by
+    build ID or path, can symbolize the address itself (address - start + file_offset is
+    the offset in the file)."""
+
+    start: int
+    limit: int  # end of the mapping (exclusive)
+    file_offset: int
+    path: str  # as recorded; [vdso], or [anon] for anonymous (JIT) memory
+    build_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Frame:
     name: str  # display name: function, `libfoo.so+0x1a2b`, or `[unknown]`
     kind: FrameKind = FrameKind.USER
@@ -34,6 +48,7 @@ class Frame:
     inlined: bool = False  # an inlined call inside the next frame (towards the leaf)
     reason: str | None = None  # set when unresolved: why
     start_line: int | None = None  # first line of the function (Python: co_firstlineno)
+    mapping: MappingInfo | None = None  # the recorded mapping of `address` (user, vDSO, JIT)
     # Frames are shared by every stack that holds them, and stacks are dict keys hashed once
     # per sample: the hash of the fields is computed once, here.
     _hash: int = field(default=0, init=False, repr=False, compare=False)
@@ -41,7 +56,7 @@ class Frame:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_hash", hash((
             self.name, self.kind, self.address, self.object, self.build_id, self.elf_addr,
-            self.file, self.line, self.inlined, self.reason, self.start_line)))
+            self.file, self.line, self.inlined, self.reason, self.start_line, self.mapping)))
 
     def __hash__(self) -> int:
         return self._hash

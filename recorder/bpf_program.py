@@ -61,7 +61,7 @@ KERNEL_ROW = struct.Struct("<IHBb")
 
 class _Event(ctypes.Structure):
     _fields_ = [("tgid", ctypes.c_uint32), ("reason", ctypes.c_uint32),
-                ("ppid", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+                ("ppid", ctypes.c_uint32), ("uid", ctypes.c_uint32)]
 
 
 @dataclass(frozen=True)
@@ -182,11 +182,12 @@ class ProfileProgram:
         for pid in pids:
             targets[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
 
-    def open_events(self, on_event: Callable[[int, int, int], None]) -> None:
-        """on_event(tgid, reason, ppid): ppid is the forking parent for EV_NEW, else 0."""
+    def open_events(self, on_event: Callable[[int, int, int, int], None]) -> None:
+        """on_event(tgid, reason, ppid, uid): ppid is the forking parent for EV_NEW, else 0;
+        uid the process's real uid when it was sampled."""
         def handle(_cpu, data, _size):
             ev = ctypes.cast(data, ctypes.POINTER(_Event)).contents
-            on_event(ev.tgid, ev.reason, ev.ppid)
+            on_event(ev.tgid, ev.reason, ev.ppid, ev.uid)
 
         self.bpf["events"].open_perf_buffer(handle, page_cnt=16)
 

@@ -3,12 +3,22 @@
 /proc/PID/maps can only be read while a process lives; a process that runs for a few
 milliseconds (a shell pipeline's `true`, `grep`) is often gone by the time its first sample is
 handled. perf gets every executable mmap from the kernel when it happens: a perf event with
-`mmap2` tracking reports the address, length, file offset, protection, path and, since Linux
-5.12 (attr.build_id), the object's build ID, in a ring buffer per CPU. This opens such an event
+`mmap2` tracking reports the address, length, file offset, protection, path, device and inode,
+in a ring buffer per CPU. This opens such an event
 (a software dummy event: it samples nothing, it only tracks), system-wide, and keeps per pid the
 executable mappings since its last exec, so a process that exited before /proc was read still
 gets a snapshot. Records are parsed by hand: Python has no perf ring buffer reader, and bcc's
 perf buffers only carry BPF output.
+
+No build IDs from the kernel (attr.build_id, Linux 5.12): perf_event_mmap_output()
+(kernel/events/core.c) sets PERF_RECORD_MISC_MMAP_BUILD_ID in the record it shares with every
+consumer of the same mmap and never clears it, so each consumer iterated after a build-ID one
+(every per-task event: `perf record -p PID` or `perf record -- CMD` started by anyone on the
+host) gets device and inode flagged as a build ID; perf 6.1's `perf script` then overflows a
+stack buffer and aborts ("stack smashing detected"). A profiler that runs on production hosts
+must not break the other tools there. The file is identified by device and inode instead and
+its build ID read from it (recorder/objects.py); for the same reason, the body is parsed as
+this event asked for it, whatever another consumer left in `misc`.
 
 Layouts: include/uapi/linux/perf_event.h (struct perf_event_attr, perf_event_mmap_page, the
 PERF_RECORD_* bodies).
@@ -30,11 +40,9 @@ PERF_SAMPLE_TID = 1 << 1
 PERF_SAMPLE_TIME = 1 << 2
 PERF_FLAG_FD_CLOEXEC = 1 << 3
 # attr flag bits (the bitfield after read_format)
-_DISABLED, _MMAP, _COMM, _TASK, _SAMPLE_ID_ALL, _MMAP2, _COMM_EXEC, _BUILD_ID = (
-    0, 8, 9, 13, 18, 23, 24, 34)
+_DISABLED, _MMAP, _COMM, _TASK, _SAMPLE_ID_ALL, _MMAP2, _COMM_EXEC = (0, 8, 9, 13, 18, 23, 24)
 PERF_RECORD_LOST, PERF_RECORD_COMM, PERF_RECORD_EXIT, PERF_RECORD_MMAP2 = 2, 3, 4, 10
 PERF_RECORD_MISC_COMM_EXEC = 1 << 13
-PERF_RECORD_MISC_MMAP_BUILD_ID = 1 << 14
 PERF_EVENT_IOC_ENABLE = 0x2400
 PROT_EXEC = 4
 _NR_PERF_EVENT_OPEN = 298  # x86-64
@@ -42,7 +50,6 @@ _ATTR_SIZE = 136  # PERF_ATTR_SIZE_VER8
 _HEADER = struct.Struct("<IHH")
 _MMAP2_FIXED = struct.Struct("<IIQQQ")  # pid, tid, addr, len, pgoff
 _MMAP2_ID = struct.Struct("<IIQQ")  # maj, min, ino, ino_generation
-_MMAP2_BUILD_ID = struct.Struct("<BBH20s")
 _PROT_FLAGS = struct.Struct("<II")
 # Mappings kept for a pid that is never looked up (not sampled): bounded, oldest dropped first.
 MAX_PIDS = 8192
@@ -57,8 +64,7 @@ class MmapRecord:
     file_offset: int
     prot: int
     path: str
-    build_id: str | None = None
-    dev: str = ""  # MAJ:MIN in hex as /proc/PID/maps shows it, when the kernel gave it
+    dev: str = ""  # MAJ:MIN in hex as /proc/PID/maps shows it
     inode: int = 0
 
 
@@ -107,7 +113,7 @@ class _Ring:
 
 def _attr() -> bytes:
     flags = 0
-    for bit in (_DISABLED, _MMAP, _COMM, _TASK, _SAMPLE_ID_ALL, _MMAP2, _COMM_EXEC, _BUILD_ID):
+    for bit in (_DISABLED, _MMAP, _COMM, _TASK, _SAMPLE_ID_ALL, _MMAP2, _COMM_EXEC):
         flags |= 1 << bit
     raw = bytearray(_ATTR_SIZE)
     struct.pack_into("<IIQQQQQ", raw, 0, PERF_TYPE_SOFTWARE, _ATTR_SIZE, PERF_COUNT_SW_DUMMY,
@@ -165,7 +171,7 @@ class MmapTracker:
     def _record(self, rec: bytes) -> None:
         rtype, misc, _size = _HEADER.unpack_from(rec)
         if rtype == PERF_RECORD_MMAP2:
-            self._mmap2(rec, misc)
+            self._mmap2(rec)
         elif rtype == PERF_RECORD_COMM and misc & PERF_RECORD_MISC_COMM_EXEC:
             pid, tid = struct.unpack_from("<II", rec, 8)
             if pid == tid:
@@ -180,23 +186,19 @@ class MmapTracker:
         elif rtype == PERF_RECORD_LOST:
             self.lost += struct.unpack_from("<QQ", rec, 8)[1]
 
-    def _mmap2(self, rec: bytes, misc: int) -> None:
+    def _mmap2(self, rec: bytes) -> None:
         pid, _tid, addr, length, pgoff = _MMAP2_FIXED.unpack_from(rec, 8)
         at = 8 + _MMAP2_FIXED.size
-        build_id = None
-        dev, inode = "", 0
-        if misc & PERF_RECORD_MISC_MMAP_BUILD_ID:
-            n, _r1, _r2, raw = _MMAP2_BUILD_ID.unpack_from(rec, at)
-            build_id = raw[:min(n, 20)].hex() or None
-        else:
-            maj, mnr, inode, _gen = _MMAP2_ID.unpack_from(rec, at)
-            dev = f"{maj:02x}:{mnr:02x}"
+        # device and inode, as this event's attr asks: not by header.misc (see above)
+        maj, mnr, inode, _gen = _MMAP2_ID.unpack_from(rec, at)
         prot, _flags = _PROT_FLAGS.unpack_from(rec, at + 24)
         if not prot & PROT_EXEC:
             return
         path = _cstring(rec, at + 32)
+        if path == "//anon":  # anonymous memory (a JIT's code): /proc/PID/maps leaves it blank
+            path = ""
         self._proc(pid).mappings.append(
-            MmapRecord(addr, addr + length, pgoff, prot, path, build_id, dev, inode))
+            MmapRecord(addr, addr + length, pgoff, prot, path, f"{maj:02x}:{mnr:02x}", inode))
 
     def close(self) -> None:
         for r in self._rings:

@@ -7,7 +7,6 @@ mount namespace (containers). /proc/PID/root/PATH is the fallback where map_file
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import stat
 from collections.abc import Callable
@@ -101,13 +100,12 @@ class ObjectRegistry:
         if known is not None:
             return known, None
         facts = self._read(pid, m)
-        if facts.build_id is None and m.build_id is not None and facts.reason:
-            # The process is gone, its mapping known from a kernel mmap record by build ID:
-            # the file at that path in our own root, if its build ID is the one the kernel
-            # read (so a path that means another file here is never used), else the build ID
-            # alone (a symbolizer with the object's debug file can still name it).
-            facts = self._read_by_build_id(m) or dataclasses.replace(
-                facts, object_id=m.build_id, build_id=m.build_id)
+        if facts.build_id is None and facts.reason and m.inode and m.path.startswith("/"):
+            # The process is gone, its mapping known from a kernel mmap record: the file at that
+            # path in our own root if it is the very file the kernel reported (its device and
+            # inode), so a path that means another file here is never used. In another mount
+            # namespace (a container's) it is not: the object stays without a build ID.
+            facts = self._read_same_file(m) or facts
         self._ids[key] = facts.object_id
         self.facts.setdefault(facts.object_id, facts)
         if facts.object_id in self._emitted:
@@ -122,20 +120,18 @@ class ObjectRegistry:
         self.facts.setdefault(facts.object_id, facts)
         return True
 
-    def _read_by_build_id(self, m: Mapping) -> ObjectFacts | None:
+    def _read_same_file(self, m: Mapping) -> ObjectFacts | None:
         try:
             fd = os.open(m.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
             with open(fd, "rb") as f:
                 st = os.fstat(f.fileno())
-                if not stat.S_ISREG(st.st_mode):
+                dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+                if not stat.S_ISREG(st.st_mode) or (dev, st.st_ino) != (m.dev, m.inode):
                     return None
                 info = read_elf_info(f, st.st_size, want_sections=False)
         except (OSError, ElfError, ValueError):
             return None
-        if info.build_id != m.build_id:
-            return None
-        return facts_from_info(info, m.path, f"{os.major(st.st_dev):02x}:"
-                               f"{os.minor(st.st_dev):02x}", st.st_ino)
+        return facts_from_info(info, m.path, dev, st.st_ino)
 
     def _read(self, pid: int, m: Mapping) -> ObjectFacts:
         errors = []

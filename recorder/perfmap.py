@@ -14,6 +14,9 @@ recorder reads it as root. perf ignores a perf map "not owned by current user or
   fs.protected_hardlinks is off;
 - it reads at most PERF_MAP_MAX_BYTES per process, in chunks, and remembers per pid where it
   stopped (after the last complete line), so a later read only reads what was appended.
+A process that exited keeps its perf map (perf reads it at report time, long after): what it
+wrote after the last read is read once more after its exit, with the uids it had, if it lived
+in the recorder's mount namespace (so its /tmp is ours); one in a container's is lost with it.
 """
 
 from __future__ import annotations
@@ -79,6 +82,13 @@ def process_ids(pid: int, proc: str = "/proc") -> ProcessIds | None:
     return ProcessIds(uids, nspid) if uids else None
 
 
+def _mount_ns(pid: int, proc: str) -> int | None:
+    try:
+        return os.stat(f"{proc}/{pid}/ns/mnt").st_ino
+    except OSError:
+        return None
+
+
 def refusal(st: os.stat_result, ids: ProcessIds) -> str | None:
     """Why a perf map with these attributes is not read, or None."""
     if not stat.S_ISREG(st.st_mode):
@@ -124,15 +134,39 @@ class PerfMapReader:
         self._warn = warn
         self._cursors: dict[int, _Cursor] = {}
         self._warned: set[tuple[int, str]] = set()
+        self._gone_ids: dict[int, ProcessIds] = {}  # for a last read after the process exits
+        self._mnt_ns = _mount_ns(os.getpid(), proc)
+
+    def remember(self, pid: int) -> None:
+        """Keep the process's uids while it lives, for a last read of its map after its exit;
+        forget them if it lives in another mount namespace (its /tmp is not ours)."""
+        ids = process_ids(pid, self.proc)
+        if ids is None:
+            return
+        if self._mnt_ns is not None and _mount_ns(pid, self.proc) == self._mnt_ns:
+            self._gone_ids[pid] = ids
+        else:
+            self._gone_ids.pop(pid, None)
+
+    def note_uid(self, pid: int, uid: int) -> None:
+        """The uid the kernel saw the process run as (its BPF event), for a process that may
+        be gone before /proc tells more: its map is then read in our /tmp, still only if that
+        user (or root) owns it, as a regular file that is not a hard link to a root file. A
+        process seen alive in another mount namespace is not (remember() drops it)."""
+        self._gone_ids.setdefault(pid, ProcessIds(frozenset({uid}), pid))
 
     def read_new(self, pid: int) -> list[dict]:
         """Rows for the entries appended since the last read of this pid's perf map."""
         ids = process_ids(pid, self.proc)
+        root_pid = pid
         if ids is None:
-            return []
+            # gone: once more, in our own root (the same mount namespace as the process's)
+            ids, root_pid = self._gone_ids.pop(pid, None), os.getpid()
+            if ids is None:
+                return []
         path = f"/tmp/perf-{ids.nspid}.map"
         try:
-            fd = open_in_root(pid, path, self.proc)
+            fd = open_in_root(root_pid, path, self.proc)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 self._note(pid, f"ignored {path} of pid {pid}: a symbolic link")
@@ -158,6 +192,7 @@ class PerfMapReader:
     def forget(self, pid: int) -> None:
         """The next read starts from the beginning (a forgotten process gets a full snapshot)."""
         self._cursors.pop(pid, None)
+        self._gone_ids.pop(pid, None)
 
     def _read(self, fd: int, pid: int, cur: _Cursor) -> list[dict]:
         rows: list[dict] = []

@@ -96,14 +96,17 @@ class Recorder:
         # library dlopen'ed since the last snapshot have no table until it is read)
         self.dirty: set[int] = set()
         self.forked_from: dict[int, int] = {}  # new pid -> the parent it forked from
+        self.event_uids: dict[int, int] = {}  # pid -> its uid when the event was sent
         self.mmaps: MmapTracker | None = None
         self.tables: KernelTables | None = None
         self.copies: CopyUnwinder | None = None
         self.python: PythonFrames | None = None
 
-    def _on_event(self, tgid: int, reason: int, ppid: int = 0) -> None:
+    def _on_event(self, tgid: int, reason: int, ppid: int = 0, uid: int | None = None) -> None:
         if ppid:
             self.forked_from[tgid] = ppid
+        if uid is not None:
+            self.event_uids[tgid] = uid
         batch = reason == EV_MMAP and self.opts.call_graph != "dwarf"
         (self.dirty if batch else self.pending).add(tgid)
 
@@ -266,6 +269,13 @@ class Recorder:
                     if finished and self.tables is not None:
                         self.tables.wait_idle()  # the last copies' processes get their tables
                     counts.extend(self.copies.drain(final=finished))
+                # The events those samples sent (a new process, an exec, an executable mmap)
+                # are read before their rows: a stream reader symbolizes each window as it
+                # comes, so the mappings and perf-map lines it needs must come first.
+                program.poll_events(0)
+                self.pending |= self.dirty
+                self.dirty.clear()
+                pending_rows.extend(self._observe_pending(tracker))
                 lost_now = program.stats()[STAT_COUNTS_FULL]
                 rows = self._window_rows(counts, tracker, ksyms, window_start_ns, window_end_ns,
                                          lost_now - lost_before, summary)
@@ -359,6 +369,9 @@ class Recorder:
         rows: list[dict] = []
         while self.pending:
             pid = self.pending.pop()
+            uid = self.event_uids.pop(pid, None)
+            if uid is not None:
+                tracker.perfmaps.note_uid(pid, uid)
             rows.extend(tracker.observe(pid, self.forked_from.pop(pid, None)))
         return rows
 

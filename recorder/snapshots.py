@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from discovery.cgroups import container_info
 from recorder import procfs
@@ -32,6 +32,7 @@ class _Known:
     seq: int
     key: tuple
     has_anon_exec: bool
+    snapshot: ProcessSnapshot  # the latest, extended by mmap records once the process is gone
     starts: list[int] = field(default_factory=list)  # sorted mapping starts, with ends
     ends: list[int] = field(default_factory=list)
 
@@ -64,9 +65,16 @@ class ProcessTracker:
         knows it). If the child is gone before its /proc could be read, it still ran its
         parent's mappings: it gets its parent's current ones, recorded as inherited."""
         snap = procfs.snapshot(pid, self.proc)
+        if not snap.reason:
+            self.perfmaps.remember(pid)
         prev = self.known.get(pid)
         if snap.reason and prev is not None:
-            return []  # exited: the snapshot we have stays valid for its samples
+            # exited: the snapshot we have stays valid for its samples, with what the kernel
+            # reported it mapped since (a dlopen or JIT code heap asked for this re-read)
+            extended = self._extended_by_mmap_records(prev.snapshot)
+            if extended is None:
+                return []
+            snap = extended
         if snap.reason and forked_from:
             parent = procfs.snapshot(forked_from, self.proc)
             if not parent.reason:
@@ -84,7 +92,8 @@ class ProcessTracker:
         self._last_sampled[pid] = time.time()  # it is observed because it was just sampled
         has_anon = any(not m.path for m in snap.mappings)
         spans = sorted((m.start, m.end) for m in snap.mappings)
-        self.known[pid] = _Known(seq, key, has_anon, [s for s, _ in spans], [e for _, e in spans])
+        self.known[pid] = _Known(seq, key, has_anon, snap, [s for s, _ in spans],
+                                 [e for _, e in spans])
         rows = self._rows(snap, seq)
         if self.on_snapshot is not None:
             ids = [r.get("object_id") for r in rows if r["record"] == "mapping"]
@@ -104,9 +113,31 @@ class ProcessTracker:
         perms = "r-xp"
         return ProcessSnapshot(
             pid=snap.pid, comm=got.comm, exe=got.mappings[0].path,
-            mappings=[Mapping(r.start, r.end, perms, r.file_offset, r.dev, r.inode, r.path,
-                              r.build_id) for r in got.mappings],
+            mappings=[Mapping(r.start, r.end, perms, r.file_offset, r.dev, r.inode, r.path)
+                      for r in got.mappings],
             reason="from the kernel's mmap records (the process exited before /proc was read)")
+
+    def _extended_by_mmap_records(self, prev: ProcessSnapshot) -> ProcessSnapshot | None:
+        """The last snapshot of a process now gone, plus the executable mappings the kernel
+        reported after it that it does not cover; None if there are none."""
+        got = self.mmaps.mappings(prev.pid) if self.mmaps is not None else None
+        if got is None:
+            return None
+        spans = sorted((m.start, m.end) for m in prev.mappings)
+        starts = [a for a, _ in spans]
+
+        def covered(start: int) -> bool:
+            i = bisect.bisect_right(starts, start) - 1
+            return i >= 0 and start < spans[i][1]
+
+        new = [Mapping(r.start, r.end, "r-xp", r.file_offset, r.dev, r.inode, r.path)
+               for r in got.mappings if not covered(r.start)]
+        if not new:
+            return None
+        return replace(
+            prev, mappings=sorted(prev.mappings + new, key=lambda m: m.start),
+            reason="the last snapshot from /proc and the kernel's mmap records after it (the "
+                   "process exited before /proc was read again)")
 
     def _rows(self, snap: ProcessSnapshot, seq: int) -> list[dict]:
         cgroup, container_id = _cgroup_facts(snap.cgroup)

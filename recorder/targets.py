@@ -13,6 +13,7 @@ It never sees the uploader's secrets (PYROSCOPE_AUTH_TOKEN, ...) that `sudo -E` 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pwd
 import shutil
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from recorder.procfs import process_exists
 from recording.errors import UsageError
 
+PR_SET_NAME = 15  # include/uapi/linux/prctl.h
+EXEC_COMM = b"ebpf-exec"
 # PYROSCOPE_* variables whose name says they hold a credential (the uploader's
 # PYROSCOPE_AUTH_TOKEN, PYROSCOPE_BASIC_AUTH_PASSWORD, PYROSCOPE_HEADER with API keys, ...).
 SECRET_NAME_PARTS = ("TOKEN", "PASSW", "SECRET", "KEY", "HEADER", "CREDENTIAL")
@@ -126,11 +129,16 @@ class GatedCommand:
 
     def __init__(self, argv: tuple[str, ...], run_as: RunAs | None = None) -> None:
         env = child_environment(os.environ, run_as)
+        libc = ctypes.CDLL(None, use_errno=True)
         gate_r, gate_w = os.pipe()
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # child
             try:
+                # Its samples before exec are the recorder's own code under the recorder's
+                # name: named as perf names its child (`perf-exec`, tools/perf/util/evlist.c)
+                # so that no profile shows them as the recorder's, nor as the command's.
+                libc.prctl(PR_SET_NAME, EXEC_COMM, 0, 0, 0)
                 os.close(gate_w)
                 os.close(err_r)
                 os.read(gate_r, 1)  # returns when the recorder writes or exits

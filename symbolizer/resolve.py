@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from profiles.model import Frame, FrameKind
+from profiles.model import Frame, FrameKind, MappingInfo
 from recording.pyframes import is_code_entry, native_entries
 from symbolizer.cache import SymbolCache
 from symbolizer.demangle import demangle
@@ -23,6 +23,7 @@ from symbolizer.linecache import LineCache
 from symbolizer.normalize import (
     VDSO_PATH,
     AbsAddr,
+    Mapping,
     MappingIndex,
     Normalized,
     Snapshot,
@@ -35,6 +36,7 @@ from symbolizer.sources import ObjectSymbols, SymbolFinder
 from symbolizer.symtab import SymbolEntry, SymbolTable
 
 UNKNOWN = "[unknown]"
+_MAPPING_INFOS_KEPT = 65536
 Frames = tuple[Frame, ...]  # root first: callers before the (inlined) callee
 Resolved = tuple[Frames, Unresolved | None]
 LineEntry = tuple[str | None, str | None, int | None, bool]  # function, file, line, inlined
@@ -85,6 +87,8 @@ class Resolver:
         # the same keys -> sigframes mark, for the few entries that are not NORMAL
         self._marks: dict[int, dict[tuple[int, int, bool], int]] = {}
         self._kernel: dict[tuple[int, bool], Resolved] = {}
+        # one MappingInfo per recorded mapping, shared by its frames (pprof's Mapping)
+        self._mapping_infos: dict[tuple[Mapping, str | None], MappingInfo] = {}
 
     # --- recorded symbol rows -------------------------------------------------------------
     def add_ksym(self, addr: int, size: int, name: str) -> None:
@@ -97,6 +101,16 @@ class Resolver:
     def add_perfmap(self, pid: int, addr: int, size: int, name: str) -> None:
         self._perfmap_entries.setdefault(pid, []).append(SymbolEntry(addr, size, name.encode()))
         self._perfmaps.pop(pid, None)
+
+    def mapping_info(self, m: Mapping, build_id: str | None) -> MappingInfo:
+        key = (m, build_id)
+        info = self._mapping_infos.get(key)
+        if info is None:
+            if len(self._mapping_infos) > _MAPPING_INFOS_KEPT:  # a long stream: bounded
+                self._mapping_infos.clear()
+            info = self._mapping_infos[key] = MappingInfo(
+                m.start, m.end, m.file_offset, m.path or "[anon]", build_id)
+        return info
 
     def forget(self, pid: int, maps_seqs: Iterable[int] | None = None) -> None:
         """Drop what is kept for a pid (all of it, or the frames of some snapshots)."""
@@ -190,20 +204,22 @@ class Resolver:
             return (Frame(UNKNOWN, FrameKind.USER, addr, reason=reason),
                     Unresolved("[unmapped]", None, reason), None, NORMAL)
         if m.anonymous:
+            info = self.mapping_info(m, None)
             hit = self._perfmap(pid).lookup(lookup)
             if hit:
-                return Frame(hit[0], FrameKind.JIT, addr), None, None, NORMAL
+                return Frame(hit[0], FrameKind.JIT, addr, mapping=info), None, None, NORMAL
             reason = "anonymous executable memory without a perf map entry"
-            return (Frame(UNKNOWN, FrameKind.JIT, addr, reason=reason),
+            return (Frame(UNKNOWN, FrameKind.JIT, addr, reason=reason, mapping=info),
                     Unresolved("[anonymous]", None, reason), None, NORMAL)
         kind = FrameKind.VDSO if m.path == VDSO_PATH else FrameKind.USER
         label = object_label(m.path)
         obj = n.obj
         bid = obj.build_id if obj else None
+        info = self.mapping_info(m, bid)
         if obj is None or n.elf_addr is None:
             reason = n.reason or "object not recorded"
             return (Frame(f"{label}+0x{n.file_offset or 0:x}", kind, addr, m.path, bid,
-                          None, reason=reason),
+                          None, reason=reason, mapping=info),
                     Unresolved(m.path, bid, reason), None, NORMAL)
         syms = self.symbols(obj)
         elf_addr: int = n.elf_addr
@@ -217,11 +233,11 @@ class Resolver:
         hit = hit or syms.table.lookup(elf_addr)
         if hit:
             name = demangle(hit[0])
-            return (Frame(name, kind, addr, m.path, bid, elf_addr),
+            return (Frame(name, kind, addr, m.path, bid, elf_addr, mapping=info),
                     None, syms.dwarf_path, mark_of(name))
         reason = self._miss_reason(syms)
         return (Frame(f"{label}+0x{elf_addr:x}", kind, addr, m.path, bid, elf_addr,
-                      reason=reason),
+                      reason=reason, mapping=info),
                 Unresolved(m.path, bid, reason), syms.dwarf_path, NORMAL)
 
     def symbols(self, obj) -> ObjectSymbols:
@@ -269,7 +285,8 @@ class Resolver:
                     # profile with --lines must merge with one without.
                     name = demangle(func) if func and inlined else f.name
                     frames.append(Frame(name, f.kind, f.address, f.object, f.build_id,
-                                        f.elf_addr, file, line, bool(inlined)))
+                                        f.elf_addr, file, line, bool(inlined),
+                                        mapping=f.mapping))
                 per_pid = self._user[p.pid]
                 per_pid[p.key] = (tuple(frames), per_pid[p.key][1])
 

@@ -1,4 +1,5 @@
-"""The `/ingest` client: one request per call, classified for the delivery loop.
+"""The upload client: one request per call, to `/ingest` or to the push API
+(uploader/push.py), classified for the delivery loop.
 
 Requests carry only non-secret parameters (what the spool may store); credentials and extra
 headers are added here at send time, so they never sit in a request object, a spool file or
@@ -14,19 +15,23 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from uploader import connect
 from uploader.credentials import Redactor, basic_auth
 from uploader.options import UploadOptions
+from uploader.push import PUSH_PATH
 
 USER_AGENT = "ebpf-upload/0.1"
 
 
 @dataclass(frozen=True)
 class IngestRequest:
-    """What goes to POST /ingest, minus authentication."""
+    """What goes to POST /ingest (or the push API), minus authentication."""
 
     params: tuple[tuple[str, str], ...]  # name, from, until, format, sampleRate, ...
     body: bytes
     content_type: str = "binary/octet-stream"
+    # "push": body is a gzipped PushRequest, params only name it in messages (not sent)
+    protocol: str = "ingest"
 
     def param(self, key: str) -> str:
         return dict(self.params).get(key, "")
@@ -95,6 +100,7 @@ class IngestClient:
     def __init__(self, opts: UploadOptions) -> None:
         self.opts = opts
         self.url = opts.server_address + "/ingest"
+        self.push_url = opts.server_address + PUSH_PATH
         self.session = _SameOriginSession()
         self.session.verify = True  # TLS verified, always
         self.redact = Redactor(opts.secrets)
@@ -109,12 +115,16 @@ class IngestClient:
             h["Authorization"] = basic_auth(o.basic_auth_user, o.basic_auth_password)
         if o.tenant_id:
             h["X-Scope-OrgID"] = o.tenant_id
+        if req.protocol == "push":
+            h["Content-Encoding"] = "gzip"  # the PushRequest is gzipped whole
         return h
 
     def send(self, req: IngestRequest) -> Result:
+        push = req.protocol == "push"
+        url = self.push_url if push else self.url
         try:
-            resp = self.session.post(self.url, params=list(req.params), data=req.body,
-                                     headers=self._headers(req),
+            resp = self.session.post(url, params=None if push else list(req.params),
+                                     data=req.body, headers=self._headers(req),
                                      timeout=self.opts.request_timeout_s)
         except requests.Timeout:
             return Result(Outcome.RETRY, f"no answer from {self.opts.server_address} within "
@@ -126,7 +136,7 @@ class IngestClient:
                           "non-latin-1 character in the token, --header or --tenant-id); "
                           "remove it")
         except requests.TooManyRedirects:
-            return Result(Outcome.AUTH, f"{self.url} redirects in a loop; set "
+            return Result(Outcome.AUTH, f"{url} redirects in a loop; set "
                           "--server-address to the server that takes uploads")
         except requests.exceptions.SSLError as exc:
             return Result(Outcome.AUTH, self.redact(
@@ -140,6 +150,10 @@ class IngestClient:
             return Result(Outcome.OK, status=status)
         if 300 <= status < 400:
             return Result(Outcome.AUTH, self.redact(_redirect_message(resp)), status)
+        if push:
+            got = self._connect_result(resp)
+            if got is not None:
+                return got
         detail = self.redact(_server_message(resp))
         if status >= 500 or status in (408, 429):
             return Result(Outcome.RETRY, f"server answered {status} {detail}".rstrip(),
@@ -148,6 +162,27 @@ class IngestClient:
         message = f"server answered {status}" + (f" ({detail})" if detail else "")
         kind = Outcome.AUTH if status in (401, 403) else Outcome.REJECTED
         return Result(kind, f"{message}: {advice}", status)
+
+
+    def _connect_result(self, resp: requests.Response) -> Result | None:
+        """A push API answer by its Connect error code; None: decide by the HTTP status."""
+        status = resp.status_code
+        err = connect.parse_error(resp.content)
+        if err is None:
+            if status in (404, 405, 415):  # no such route: a server without the push API
+                err = connect.ConnectError("unimplemented", "")
+            else:
+                return None
+        decision = connect.decide(err)
+        if decision is None:
+            return None
+        detail = self.redact(f"{err.code}: {err.message}" if err.message else err.code)
+        if decision is connect.Decision.RETRY:
+            return Result(Outcome.RETRY, f"server answered {status} ({detail})", status,
+                          _retry_after(resp))
+        kind = Outcome.AUTH if decision is connect.Decision.CONFIG else Outcome.REJECTED
+        return Result(kind, f"server answered {status} ({detail}): {connect.advice(err)}",
+                      status)
 
 
 def _redirect_message(resp: requests.Response) -> str:

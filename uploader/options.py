@@ -42,6 +42,7 @@ DEFAULT_SERVER = "http://localhost:4040"
 DEFAULT_SPOOL_MAX = 64 * 1024 * 1024
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
 FORMATS = ("folded", "pprof")
+PROTOCOLS = ("ingest", "push")
 
 
 def default_spool_dir() -> Path:
@@ -79,6 +80,7 @@ class UploadOptions:
     request_timeout_s: float = 10.0
     upload_rate_s: float = 10.0
     format: str = "folded"
+    protocol: str = "ingest"  # or "push": Pyroscope 1.x's push API (uploader/push.py)
     spool_dir: Path = field(default_factory=default_spool_dir)
     spool_max_bytes: int = DEFAULT_SPOOL_MAX
     retime: bool = False
@@ -120,6 +122,8 @@ _FLAGS: list[tuple[str, str, str]] = [
     ("--log-level", "str", "debug, info, warn or error (default info)"),
     ("--no-logging", "bool", "log nothing but errors"),
     ("--format", "str", "body format: folded (default) or pprof"),
+    ("--protocol", "str", "ingest (default: POST /ingest) or push (Pyroscope 1.x's "
+                          "push.v1.PusherService/Push, pprof)"),
     ("--spool-dir", "str", "where undeliverable windows wait (default $XDG_STATE_HOME/...)"),
     ("--spool-max-bytes", "int", f"spool size cap, oldest dropped first ({DEFAULT_SPOOL_MAX})"),
     ("--retime", "bool", "shift windows to end now, keeping their spacing (old recordings)"),
@@ -160,7 +164,8 @@ def _with_flags(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command(
     "ebpf-upload", context_settings=CONTEXT,
-    help="Upload folded profiles to Pyroscope /ingest; with '-' (the default), read a stream "
+    help="Upload profiles to Pyroscope (/ingest, or the push API with --protocol push); with "
+    "'-' (the default), read a stream "
     "(ebpf-record --out - | ebpf-symbolize - | ebpf-upload -) and upload each window. FILEs "
     "are folded text from ebpf-symbolize or recordings from ebpf-record.",
     epilog="Every flag has an environment twin PYROSCOPE_<FLAG> (e.g. PYROSCOPE_AUTH_TOKEN); "
@@ -254,6 +259,14 @@ def resolve(ns: Any) -> UploadOptions:
     fmt = (pick("--format") or "folded").lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format: {fmt!r}; choose folded or pprof")
+    protocol = (pick("--protocol") or "ingest").lower()
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol: {protocol!r}; choose ingest or push")
+    if protocol == "push":
+        if pick("--format") and fmt != "pprof":
+            raise UsageError("--protocol push sends pprof; --format folded is for --protocol "
+                             "ingest")
+        fmt = "pprof"
     level = (pick("--log-level") or "info").lower()
     if level not in LOG_LEVELS:
         raise UsageError(f"--log-level: {level!r}; choose debug, info, warn or error")
@@ -301,6 +314,7 @@ def resolve(ns: Any) -> UploadOptions:
         request_timeout_s=dur("--upstream-request-timeout", 10.0),
         upload_rate_s=dur("--upload-rate", 10.0),
         format=fmt,
+        protocol=protocol,
         spool_dir=Path(spool_dir) if spool_dir else default_spool_dir(),
         spool_max_bytes=pick_int("--spool-max-bytes", DEFAULT_SPOOL_MAX) or DEFAULT_SPOOL_MAX,
         retime=ns.retime,

@@ -1,7 +1,7 @@
-"""Window -> /ingest requests: name, limits, body encoding.
+"""Window -> upload requests (/ingest or the push API): name, limits, body encoding.
 
-The limits are applied to the Profile's frames first; both body formats are then encoded from
-the same truncated and split Profiles, so what the warning says holds for either.
+The limits are applied to the Profile's frames first; every body format is then encoded from
+the same truncated and split Profiles, so what the warning says holds for each.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from uploader.client import IngestRequest
 from uploader.limits import split_profile, truncate_profile
 from uploader.names import check_labels, merge_labels, profile_name
 from uploader.options import UploadOptions
+from uploader.push import CONTENT_TYPE, push_body
 
 log = logging.getLogger("ebpf-upload")
 
@@ -44,6 +45,16 @@ def build_requests(w: Profile, opts: UploadOptions) -> list[IngestRequest]:
         log.info("window %s has %d unique stacks; sent as %d uploads (servers take 16,000 "
                  "per upload and sum uploads of the same window)", name, len(within.stacks),
                  len(chunks))
+    if opts.protocol == "push":
+        # from/until only name the window in messages and the spool: the server reads the
+        # pprof's own time_nanos/duration_nanos
+        from symbolizer.sinks.pprof import encode_profiles
+
+        where = (("name", name), ("from", str(w.start_ns // 1_000_000_000)),
+                 ("until", str(-(-w.end_ns // 1_000_000_000))))
+        return [IngestRequest(where, push_body(opts.application_name, labels,
+                                               encode_profiles([c])),
+                              CONTENT_TYPE, "push") for c in chunks]
     # Pyroscope reads from/until as Unix seconds; 19 digits would be read as nanoseconds,
     # but seconds are what every server version and the agent use.
     params = (("name", name), ("from", str(w.start_ns // 1_000_000_000)),

@@ -105,7 +105,8 @@ class Spool:
         where = self.dir / "rejected" if rejected else self.dir
         where.mkdir(exist_ok=True, mode=0o700)
         path = where / f"{self._seq:012d}{SUFFIX}"
-        head = json.dumps({"params": list(req.params), "content_type": req.content_type})
+        head = json.dumps({"params": list(req.params), "content_type": req.content_type,
+                           "protocol": req.protocol})
         tmp = path.with_suffix(".tmp")
         try:
             with _private_file(tmp, os.O_WRONLY | os.O_TRUNC) as f:
@@ -142,8 +143,12 @@ class Spool:
             data = path.read_bytes()
             head, _, body = data.partition(b"\n")
             meta = json.loads(head)
+            protocol = str(meta.get("protocol", "ingest"))  # files of older versions: ingest
+            if protocol not in ("ingest", "push"):
+                return None
             return IngestRequest(tuple((str(k), str(v)) for k, v in meta["params"]), body,
-                                 str(meta.get("content_type", "binary/octet-stream")))
+                                 str(meta.get("content_type", "binary/octet-stream")),
+                                 protocol)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from profiles.model import Frame, FrameKind, Profile, Stack
+from profiles.model import Frame, FrameKind, MappingInfo, Profile, Stack
 
 EXE = "/opt/app/workload-pie"
 EXE_BID = "1f2e3d4c5b6a79880716253443526170ffeeddcc"
@@ -14,17 +14,22 @@ LIB = "/opt/app/libfixture.so"
 LIB_BID = "aabbccddeeff00112233445566778899aabbccdd"
 EXE_BASE = 0x5555_5555_4000
 LIB_BASE = 0x7F00_0000_0000
+# The executable mappings as a recording has them (/proc/PID/maps): the PIE's text segment
+# at file offset 0x1000 (ELF vaddr == offset), the library mapped whole from offset 0.
+EXE_MAP = MappingInfo(EXE_BASE + 0x1000, EXE_BASE + 0x2000, 0x1000, EXE, EXE_BID)
+LIB_MAP = MappingInfo(LIB_BASE, LIB_BASE + 0x2000, 0, LIB, LIB_BID)
 START_NS = 1_764_057_600_000_000_000
 WINDOW_NS = 10_000_000_000
 
 
 def user(name: str, elf: int, *, lib: bool = False, line: int | None = None,
          inlined: bool = False, file: str | None = None) -> Frame:
-    base, obj, bid = (LIB_BASE, LIB, LIB_BID) if lib else (EXE_BASE, EXE, EXE_BID)
+    base, obj, bid, m = (LIB_BASE, LIB, LIB_BID, LIB_MAP) if lib else (
+        EXE_BASE, EXE, EXE_BID, EXE_MAP)
     return Frame(
         name=name, kind=FrameKind.USER, address=base + elf, object=obj, build_id=bid,
         elf_addr=elf, file=file or ("fixture_lib.c" if lib else "workload.c"), line=line,
-        inlined=inlined,
+        inlined=inlined, mapping=m,
     )
 
 
@@ -43,7 +48,7 @@ GAMMA = user("gamma_fn", 0x1224 + 0x8, line=31)
 BETA = user("lib_beta", 0x1109 + 0x8, lib=True, line=8)
 UNRESOLVED = Frame(
     name="libfixture.so+0x2a0", address=LIB_BASE + 0x2A0, object=LIB, build_id=LIB_BID,
-    elf_addr=0x2A0, reason="no symbol covers the address",
+    elf_addr=0x2A0, reason="no symbol covers the address", mapping=LIB_MAP,
 )
 # run_rounds -> (inlined) helper -> (inlined) inner_helper at one address.
 INL_OUTER = user("run_rounds", 0x1290, line=53)

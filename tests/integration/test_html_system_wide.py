@@ -7,6 +7,7 @@ its own so that the recording holds several processes whatever else runs.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -18,6 +19,9 @@ from tests.conftest import tool
 pytestmark = pytest.mark.bpf
 
 ROOT_GREY = (209, 209, 209)  # the page's root colour, hsl(0, 0%, 82%)
+# A frame without a name: `[unknown]` or `object+0xOFFSET`
+UNNAMED = re.compile(r"^(\[unknown\]|\S+\+0x[0-9a-f]+)$")
+TOWER = 8  # this many unnamed frames in a row: a frame-pointer walk through code without them
 BUSY_PY = "import time\nend = time.time() + 120\nwhile time.time() < end: pass\n"
 
 
@@ -38,6 +42,23 @@ def test_system_wide_recording_first_screen(fixture_bins, tmp_path):
         for p in busy:
             p.kill()
             p.wait()
+    # no towers of unnamed frames (issue 10: frame-pointer walks of code built without them
+    # made 127-frame `[unknown]` towers of a third of a system-wide graph)
+    folded = subprocess.run([tool("ebpf-symbolize"), str(rec), "--cache-dir",
+                             str(tmp_path / "cache")], check=True, timeout=180,
+                            capture_output=True, text=True).stdout
+    total = towers = 0
+    for line in folded.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        stack, n = line.rsplit(" ", 1)
+        total += int(n)
+        run = longest = 0
+        for frame in stack.split(";"):
+            run = run + 1 if UNNAMED.match(frame) else 0
+            longest = max(longest, run)
+        towers += int(n) if longest >= TOWER else 0
+    assert total > 0 and towers <= 0.01 * total, (towers, total)
     page_path = tmp_path / "flame.html"
     subprocess.run([tool("ebpf-symbolize"), str(rec), "--format", "html", "--out",
                     str(page_path), "--cache-dir", str(tmp_path / "cache")],

@@ -31,16 +31,18 @@ def test_pprof_body_read_by_go_tool_pprof(tmp_path):
     out = subprocess.run(["go", "tool", "pprof", "-traces", "-sample_index=samples", str(path)],
                          capture_output=True, text=True, timeout=120, check=True).stdout
     # -traces prints each sample: label lines (`comm:  workload`), then its value and
-    # frames, leaf first
+    # frames, leaf first. The process name that roots a folded stack is the comm label.
     got: dict[str, int] = {}
     for t in out.split("-----------+"):
+        comm = [ln.split(":", 1)[1].strip() for ln in t.splitlines()
+                if ln.strip().startswith("comm:")]
         lines = [ln for ln in t.splitlines() if ln.strip() and not ln.startswith("----")
                  and not ln.strip().split()[0].endswith(":")]
         if not lines or not lines[0].split()[0].isdigit():
             continue
         value = int(lines[0].split()[0])
         frames = [lines[0].split(None, 1)[1].strip()] + [ln.strip() for ln in lines[1:]]
-        got[";".join(reversed(frames))] = value
+        got[";".join(comm + list(reversed(frames)))] = value
     assert got == STACKS
 
 

@@ -40,12 +40,10 @@ def test_pprof_from_a_recording_keeps_build_ids_and_addresses(fixture_bins, tmp_
         build_ids, addresses, functions = set(), 0, set()
         for ing in rx.ingests:
             p = decode_pprof(ing.body)
-            strings = p["strings"]
-            for m in p["mappings"].values():
-                if 6 in m:  # Mapping.build_id (string table index; profile.proto field 6)
-                    build_ids.add(strings[m[6]])
-            addresses += sum(1 for loc in p["locations"].values() if loc.get(3, 0))
-            functions |= {strings[f[2]] for f in p["functions"].values() if 2 in f}
+            strings = p.string_table
+            build_ids |= {strings[m.build_id] for m in p.mapping if m.build_id}
+            addresses += sum(1 for loc in p.location if loc.address)
+            functions |= {strings[f.name] for f in p.function}
     assert build_id(fixture_bins / "workload-pie") in build_ids
     assert build_id(fixture_bins / "libfixture.so") in build_ids
     assert addresses > 0
@@ -70,5 +68,5 @@ def test_recorder_piped_straight_into_the_uploader_sends_pprof_with_build_ids(fi
         build_ids = set()
         for ing in rx.ingests:
             p = decode_pprof(ing.body)
-            build_ids |= {p["strings"][m[6]] for m in p["mappings"].values() if 6 in m}
+            build_ids |= {p.string_table[m.build_id] for m in p.mapping if m.build_id}
     assert build_id(fixture_bins / "libfixture.so") in build_ids

@@ -82,6 +82,32 @@ def test_each_window_uploaded_when_complete_and_last_flushed_at_eof(tmp_path):
         assert last.stacks == {"w;main;gamma": 5}
 
 
+def test_push_protocol_in_continuous_mode(tmp_path):
+    """`--protocol push` (here by PYROSCOPE_PROTOCOL): each completed window is one
+    PushRequest to /push.v1.PusherService/Push, the last flushed at the end of input."""
+    b0 = (int(time.time()) // 10 - 3) * 10
+    with Receiver() as rx:
+        env = dict(os.environ, PYROSCOPE_APPLICATION_NAME="stream", PYROSCOPE_PROTOCOL="push")
+        p = subprocess.Popen([tool("ebpf-upload"), "-", "--server-address", rx.url,
+                              "--spool-dir", str(tmp_path / "spool"), "--tag", "env=ci"],
+                             stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        assert p.stdin is not None and p.stderr is not None
+        p.stdin.write(block(b0 + 1, {"w;main;alpha": 3}))
+        p.stdin.write(block(b0 + 10, {"w;main;gamma": 4}))  # the next window began
+        p.stdin.flush()
+        assert wait_for(lambda: len(rx.ingests) == 1), rx.log
+        assert p.poll() is None
+        first = rx.ingests[0]
+        assert first.format == "push" and first.app == "stream"
+        assert first.profile_type == "process_cpu" and first.labels == {"env": "ci"}
+        assert (first.from_s, first.until_s) == (b0, b0 + 10)
+        assert first.stacks == {"w;main;alpha": 3}
+        p.stdin.close()
+        assert p.wait(timeout=30) == 0, p.stderr.read().decode()
+        assert [i.stacks for i in rx.ingests] == [{"w;main;alpha": 3}, {"w;main;gamma": 4}]
+        assert {path for _, path, _ in rx.seen} == {"/push.v1.PusherService/Push"}
+
+
 def test_sigterm_flushes_and_exits_cleanly(tmp_path):
     b0 = (int(time.time()) // 10 - 1) * 10
     with Receiver() as rx:

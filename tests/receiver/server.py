@@ -1,4 +1,5 @@
-"""A Pyroscope-compatible `/ingest` receiver: http.server in a thread on 127.0.0.1:<random>.
+"""A Pyroscope-compatible receiver of `/ingest` and of the push API
+(`POST /push.v1.PusherService/Push`): http.server in a thread on 127.0.0.1:<random>.
 
 It validates requests as ../shared/reference/pyroscope.md says the servers do, stores what it
 accepts, answers errors on demand, and reads data back (`GET /render?format=collapsed` like the
@@ -9,11 +10,18 @@ known profile type (`.cpu`), profiles older than 1 hour or more than 10 minutes 
 16,000 unique stacks / depth 1,000 / 30 labels / 2,048-byte values / 4 MiB bodies are limits.
 Lines over 64 KiB are refused with 422 instead of being silently cut as the legacy server does,
 so a client that sends them fails a test instead of losing data unnoticed.
+
+The push API answers errors as the Connect protocol does, a JSON `{"code", "message"}` with
+the code's HTTP status (invalid_argument 400 -- `not_in_ingestion_window` for a pprof whose
+time_nanos is over 1 h old or 10 min ahead --, unauthenticated 401, permission_denied 403,
+resource_exhausted 429, unavailable 503); its requests are checked against what the real
+pyroscope-io 1.x client sends (tests/receiver/captured/).
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import re
 import socket
@@ -25,7 +33,20 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from .pprof_decode import ProtoError, pprof_to_folded
+from google.protobuf.message import DecodeError
+
+from .pprof_decode import ProtoError, decode_pprof, pprof_to_folded
+
+PUSH_PATH = "/push.v1.PusherService/Push"
+# Connect codes and the HTTP status each comes with (connectrpc.com/docs/protocol)
+CONNECT_STATUS = {"invalid_argument": 400, "unauthenticated": 401, "permission_denied": 403,
+                  "not_found": 404, "resource_exhausted": 429, "internal": 500,
+                  "unimplemented": 501, "unavailable": 503, "deadline_exceeded": 504}
+_CODE_OF_STATUS = {400: "invalid_argument", 401: "unauthenticated",
+                   403: "permission_denied", 404: "not_found", 408: "deadline_exceeded",
+                   413: "resource_exhausted", 422: "invalid_argument",
+                   429: "resource_exhausted", 500: "internal", 501: "unimplemented",
+                   502: "unavailable", 503: "unavailable", 504: "deadline_exceeded"}
 
 APP_RE = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.]+$")
@@ -41,9 +62,10 @@ MAX_BODY = 4 * 1024 * 1024
 
 
 class Reject(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code or _CODE_OF_STATUS.get(status, "unknown")  # on the push API
 
 
 @dataclass(frozen=True)
@@ -65,7 +87,9 @@ class Ingest:
     headers: dict[str, str]
     stacks: dict[str, int]
     query: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""  # as received (pprof: after multipart unwrapping)
+    body: bytes = b""  # as received (pprof: after multipart unwrapping; push: the raw pprof)
+    sample_id: str = ""  # push: RawSample.ID
+    series_labels: tuple[tuple[str, str], ...] = ()  # push: as sent, in order
 
     @property
     def total(self) -> int:
@@ -139,7 +163,7 @@ class Receiver:
         self.abandoned = 0  # slow requests whose client had gone when we got to them
         self.seen: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers), all
         self._lock = threading.Lock()
-        self._forced: list[tuple[int, str, dict[str, str]]] = []
+        self._forced: list[tuple[int, str, dict[str, str], str | None]] = []
         self._delays: list[float] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -180,9 +204,16 @@ class Receiver:
 
     # faults on demand
     def fail(self, status: int, times: int = 1, message: str = "",
-             headers: dict[str, str] | None = None) -> None:
+             headers: dict[str, str] | None = None, code: str | None = None) -> None:
+        """Answer the next `times` uploads with `status` (on the push API as the Connect
+        error `code`, by default the status's code)."""
         with self._lock:
-            self._forced += [(status, message or f"forced {status}", headers or {})] * times
+            self._forced += [(status, message or f"forced {status}", headers or {},
+                              code)] * times
+
+    def fail_connect(self, code: str, times: int = 1, message: str = "",
+                     headers: dict[str, str] | None = None) -> None:
+        self.fail(CONNECT_STATUS[code], times, message or f"forced {code}", headers, code)
 
     def slow(self, seconds: float, times: int = 1) -> None:
         with self._lock:
@@ -208,7 +239,7 @@ class Receiver:
                 and (until_s is None or i.from_s < until_s)]
 
     # request handling
-    def _take_forced(self) -> tuple[int, str, dict[str, str]] | None:
+    def _take_forced(self) -> tuple[int, str, dict[str, str], str | None] | None:
         with self._lock:
             return self._forced.pop(0) if self._forced else None
 
@@ -216,7 +247,8 @@ class Receiver:
         with self._lock:
             return self._delays.pop(0) if self._delays else 0.0
 
-    def handle_ingest(self, query: dict[str, str], headers: dict[str, str], body: bytes) -> None:
+    def _check_auth(self, headers: dict[str, str]) -> str | None:
+        """The tenant, after the credentials and tenant checks (Reject 401)."""
         if self.auth_token is not None or self.basic_auth is not None:
             auth = headers.get("authorization", "")
             ok = False
@@ -230,6 +262,72 @@ class Receiver:
         tenant = headers.get("x-scope-orgid")
         if self.require_tenant and not tenant:
             raise Reject(401, "no org id")
+        return tenant
+
+    def handle_push(self, headers: dict[str, str], body: bytes) -> None:
+        """A Connect unary call of PusherService.Push: gzipped (Content-Encoding) or plain
+        PushRequest, each series' labels and each sample's pprof checked as Grafana
+        Pyroscope's distributor does."""
+        from uploader.pb import push_pb2  # the project's generated module: same contract
+
+        tenant = self._check_auth(headers)
+        if headers.get("content-type") != "application/proto":
+            raise Reject(415, f"content type {headers.get('content-type')!r} is not "
+                         "application/proto", "unimplemented")
+        if headers.get("content-encoding") == "gzip":
+            try:
+                body = gzip.decompress(body)
+            except (OSError, EOFError) as exc:
+                raise Reject(400, f"bad gzip body: {exc}") from None
+        if len(body) > MAX_BODY:
+            raise Reject(413, "request body too large", "resource_exhausted")
+        req = push_pb2.PushRequest()
+        try:
+            req.ParseFromString(body)
+        except DecodeError as exc:
+            raise Reject(400, f"cannot parse PushRequest: {exc}") from None
+        now = time.time()
+        accepted = []
+        for series in req.series:
+            labels = {lp.name: lp.value for lp in series.labels}
+            ptype = labels.pop("__name__", "")
+            app = labels.pop("service_name", "")
+            if not ptype:
+                raise Reject(400, "series without __name__ label")
+            if not app:
+                raise Reject(400, "series without service_name label")
+            for k, v in labels.items():
+                if not LABEL_NAME_RE.match(k):
+                    raise Reject(400, f"invalid label name {k!r}")
+                if len(v.encode()) > MAX_VALUE:
+                    raise Reject(400, f"label value of {k} longer than {MAX_VALUE} bytes")
+            if len(series.labels) > MAX_LABELS:
+                raise Reject(400, f"more than {MAX_LABELS} labels")
+            for sample in series.samples:
+                try:
+                    prof = decode_pprof(sample.raw_profile)
+                    stacks = pprof_to_folded(sample.raw_profile)
+                except (ProtoError, OSError, EOFError) as exc:
+                    raise Reject(400, f"cannot parse pprof: {exc}") from None
+                from_s = prof.time_nanos / 1e9
+                until_s = (prof.time_nanos + prof.duration_nanos) / 1e9
+                if self.check_age and (from_s < now - 3600 or from_s > now + 600):
+                    raise Reject(400, "profile is outside the ingestion window "
+                                 "(not_in_ingestion_window)")
+                if len(stacks) > MAX_STACKS:
+                    raise Reject(400, f"{len(stacks)} unique stacks, more than {MAX_STACKS}")
+                rate = 1_000_000_000 // prof.period if prof.period else 0
+                accepted.append(Ingest(
+                    name=app, app=app, profile_type=ptype, labels=labels, from_s=from_s,
+                    until_s=until_s, format="push", sample_rate=rate, spy_name=None,
+                    units=None, aggregation_type=None, tenant=tenant, headers=headers,
+                    stacks=stacks, body=sample.raw_profile, sample_id=sample.ID,
+                    series_labels=tuple((lp.name, lp.value) for lp in series.labels)))
+        with self._lock:
+            self.ingests.extend(accepted)
+
+    def handle_ingest(self, query: dict[str, str], headers: dict[str, str], body: bytes) -> None:
+        tenant = self._check_auth(headers)
         if len(body) > MAX_BODY:
             raise Reject(413, "request body too large")
         name = query.get("name")
@@ -343,7 +441,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        if url.path != "/ingest":
+        push = url.path == PUSH_PATH
+        if url.path != "/ingest" and not push:
             self._reply(404, b'{"code":"not_found","message":"not found"}')
             return
         owner = self.owner
@@ -357,24 +456,35 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         forced = owner._take_forced()
         if forced is not None:
-            status, message, hdrs = forced
+            status, message, hdrs, code = forced
             with owner._lock:
                 owner.log.append((status, message))
-            self._reply(status, json.dumps({"code": status, "message": message}).encode(),
-                        headers=hdrs)
+            self._error(push, Reject(status, message, code), hdrs)
             return
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         headers = {k.lower(): v for k, v in self.headers.items()}
         try:
-            owner.handle_ingest(query, headers, body)
+            if push:
+                owner.handle_push(headers, body)
+            else:
+                owner.handle_ingest(query, headers, body)
         except Reject as exc:
             with owner._lock:
                 owner.log.append((exc.status, str(exc)))
-            self._reply(exc.status, json.dumps({"code": exc.status, "message": str(exc)}).encode())
+            self._error(push, exc)
             return
         with owner._lock:
             owner.log.append((200, "ok"))
-        self._reply(200, b"")
+        if push:  # an empty PushResponse
+            self._reply(200, b"", "application/proto")
+        else:
+            self._reply(200, b"")
+
+    def _error(self, push: bool, exc: Reject, headers: dict[str, str] | None = None) -> None:
+        # /ingest: the HTTP status as code (v1's JSON error); push: a Connect error
+        code: int | str = exc.code if push else exc.status
+        self._reply(exc.status, json.dumps({"code": code, "message": str(exc)}).encode(),
+                    headers=headers)
 
     def do_GET(self) -> None:
         self._saw()

@@ -12,12 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from profiles.model import FrameKind
+from profiles.pb import profile_pb2
 from symbolizer.sinks import pprof
 from tests.helpers.sinks import (
     EXE,
     EXE_BID,
+    EXE_MAP,
     LIB,
     LIB_BID,
+    LIB_MAP,
     first_window,
     folded_lines,
     self_and_total,
@@ -82,10 +86,15 @@ def test_go_pprof_totals_and_functions_match_folded(go_pprof):
     # WHEN Go's pprof lists every function by sample count
     top = go_pprof("-top", "-sample_index=samples", "-nodefraction=0", "-edgefraction=0",
                    "-nodecount=1000", data=data)
-    # THEN the total and each function's flat and cumulative counts are the folded ones
+    # THEN the total and each function's flat and cumulative counts are the folded ones,
+    # less the process-name roots, which are the `comm` label in pprof
     total = sum(folded_lines(profiles).values())
     assert re.search(rf"Total samples = {total}\b", top), top
     flat, cum = self_and_total(profiles)
+    for p in profiles:
+        for stack in p.stacks:
+            if stack[0].kind is FrameKind.ROOT:
+                cum.pop(stack[0].name, None)
     rows = _top(top)
     assert set(rows) == set(cum)
     for name, (f, c) in rows.items():
@@ -117,9 +126,10 @@ def test_go_pprof_shows_mappings_with_build_ids_and_inlined_lines(go_pprof):
     rec = re.search(r"^\s+(\d+):\s+0x[0-9a-f]+ M=\d+ recurse ", raw, re.M)
     assert rec
     lid = rec.group(1)
-    assert re.search(rf":\s+{lid} {lid} {lid} \d+ \d+\s*$", raw, re.M), raw
-    # Labels: the profile's, plus comm from the root frame.
+    assert re.search(rf":\s+{lid} {lid} {lid} \d+\s*$", raw, re.M), raw
+    # Labels: the profile's, plus comm from the root frame, which is no location.
     assert "comm:[workload] pid:[4242]" in raw
+    assert " workload :0" not in raw.split("Locations")[1]
 
 
 def test_profile_to_pprof_bytes_is_gzip_of_one_window_with_its_time(go_pprof):
@@ -132,14 +142,59 @@ def test_profile_to_pprof_bytes_is_gzip_of_one_window_with_its_time(go_pprof):
     assert "2025-11-25 08:00:00 +0000 UTC" in raw  # START_NS
 
 
-def test_encoding_of_varints_and_string_table_starts_empty():
-    assert pprof._varint(0) == b"\x00"
-    assert pprof._varint(300) == b"\xac\x02"
-    assert pprof._varint(-1) == b"\xff" * 9 + b"\x01"
-    body = gzip.decompress(_written([]))
-    # An empty profile still has its sample types and the empty string at index 0 (field 6).
-    assert b"\x32\x00" in body
-    assert b"samples" in body and b"nanoseconds" in body
+def _decoded(profiles) -> profile_pb2.Profile:
+    prof = profile_pb2.Profile()
+    prof.ParseFromString(gzip.decompress(_written(profiles)))
+    return prof
+
+
+def test_empty_profile_has_sample_types_and_empty_first_string():
+    prof = _decoded([])
+    assert prof.string_table[0] == ""
+    assert [(prof.string_table[t.type], prof.string_table[t.unit]) for t in
+            prof.sample_type] == [("samples", "count"), ("cpu", "nanoseconds")]
+    assert not prof.sample and not prof.mapping
+
+
+def test_mappings_are_the_recorded_ones_main_executable_first():
+    # GIVEN a window whose first stack runs in the library
+    from tests.helpers.sinks import BETA, MAIN, RUN, root
+
+    p = first_window()
+    p.stacks = {(root("workload"), BETA): 1, **p.stacks}
+    prof = _decoded([p])
+    st = prof.string_table
+    # THEN mapping 1 is the executable (most stacks start there), with its recorded range,
+    # offset, path and build ID; the library likewise
+    m1, m2 = prof.mapping[0], prof.mapping[1]
+    assert (m1.id, m1.memory_start, m1.memory_limit, m1.file_offset, st[m1.filename],
+            st[m1.build_id]) == (1, EXE_MAP.start, EXE_MAP.limit, EXE_MAP.file_offset, EXE,
+                                 EXE_BID)
+    assert (m2.memory_start, m2.memory_limit, m2.file_offset, st[m2.filename],
+            st[m2.build_id]) == (LIB_MAP.start, LIB_MAP.limit, 0, LIB, LIB_BID)
+    # and every location has a mapping holding its address
+    by_id = {m.id: m for m in prof.mapping}
+    for loc in prof.location:
+        m = by_id[loc.mapping_id]
+        assert m.memory_start <= loc.address < m.memory_limit or not loc.address
+    assert MAIN.address in {loc.address for loc in prof.location}
+    assert RUN.mapping == EXE_MAP
+
+
+def test_has_flags_only_where_every_location_has_them():
+    prof = _decoded([first_window()])
+    st = prof.string_table
+    flags = {st[m.filename]: (m.has_functions, m.has_filenames, m.has_line_numbers,
+                              m.has_inline_frames) for m in prof.mapping}
+    # the executable's frames all have names, files and lines (as with --lines)
+    assert flags[EXE] == (True, True, True, True)
+    # the library holds `libfixture.so+0x2a0`: nothing claimed, so pprof and Pyroscope
+    # symbolize it again
+    assert flags[LIB] == (False, False, False, False)
+    # kernel names from kallsyms, no lines
+    assert flags["[kernel.kallsyms]"] == (True, False, False, False)
+    # an address outside every mapping
+    assert flags["[unknown]"] == (False, False, False, False)
 
 
 def test_return_frames_one_byte_off_share_their_objects_mapping(go_pprof):
@@ -157,10 +212,11 @@ def test_return_frames_one_byte_off_share_their_objects_mapping(go_pprof):
                 (root("workload"), ret(MAIN), ret(RUN), BETA): 7}
     # WHEN written as pprof
     raw = go_pprof("-raw", data=pprof.profile_to_pprof_bytes(p))
-    # THEN each object has one mapping, whose offset maps addresses back to ELF addresses
+    # THEN each object has one mapping, whose offset maps addresses back to file offsets
+    # (== ELF addresses in this PIE)
     mappings = [ln for ln in raw.split("Mappings")[1].splitlines() if ln.strip()]
     assert len(mappings) == 2, mappings
     start, _, offset = re.match(r"\d+: (0x[0-9a-f]+)/(0x[0-9a-f]+)/(0x[0-9a-f]+) " +
                                 re.escape(EXE), mappings[0]).groups()
-    assert int(start, 16) == ALPHA.address
-    assert int(offset, 16) == ALPHA.elf_addr
+    assert int(start, 16) == EXE_MAP.start
+    assert ALPHA.address - int(start, 16) + int(offset, 16) == ALPHA.elf_addr

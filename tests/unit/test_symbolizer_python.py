@@ -7,7 +7,6 @@ output, and a code object without a row is `[python code 0x...]`, counted in the
 from __future__ import annotations
 
 import ctypes
-import gzip
 import json
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from recording.pyframes import code_checksum, encode_frame
 from recording.schema import SCHEMA, rows_to_batch
 from symbolizer.cli import symbolize_main
 from tests.helpers.crafted import BASE, T0, nm_address
-from tests.receiver.pprof_decode import fields
+from tests.receiver.pprof_decode import decode_pprof
 
 _addr2line = ctypes.pythonapi.PyCode_Addr2Line
 _addr2line.argtypes = [ctypes.py_object, ctypes.c_int]
@@ -132,20 +131,14 @@ def test_folded_names_python_frames_between_native_ones(tmp_path, recording, cap
 
 def _pprof_functions_and_lines(body: bytes):
     """function name -> (filename, start_line, set of lines of its locations)."""
-    strings, functions, lines = [], {}, {}
-    for num, _, v in fields(gzip.decompress(body)):
-        if num == 6:
-            strings.append(v.decode())
-        elif num == 5:
-            f = {n: x for n, _, x in fields(v)}
-            functions[f[1]] = (f.get(2, 0), f.get(4, 0), f.get(5, 0))
-        elif num == 4:
-            for n, _, x in fields(v):
-                if n == 4:
-                    line = {ln: lx for ln, _, lx in fields(x)}
-                    lines.setdefault(line[1], set()).add(line.get(2, 0))
-    return {strings[name]: (strings[file], start, lines.get(fid, set()))
-            for fid, (name, file, start) in functions.items()}
+    prof = decode_pprof(body)
+    st = prof.string_table
+    lines: dict[int, set[int]] = {}
+    for loc in prof.location:
+        for line in loc.line:
+            lines.setdefault(line.function_id, set()).add(line.line)
+    return {st[f.name]: (st[f.filename], f.start_line, lines.get(f.id, set()))
+            for f in prof.function}
 
 
 def test_pprof_has_file_line_and_start_line(tmp_path, recording, capsys):

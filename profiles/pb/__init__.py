@@ -1,0 +1,1 @@
+"""Generated protobuf modules of proto/profiles/pb/ (`make proto`); do not edit."""
