@@ -241,10 +241,9 @@ def resolve(ns: Any) -> UploadOptions:
         return n
 
     app = (pick("--application-name") or "").strip()
-    if not app:
+    named = bool(app)
+    if not named:
         app = "ebpfspy." + secrets.token_hex(4)
-        log.warning("no application name given (--application-name or "
-                    "PYROSCOPE_APPLICATION_NAME); using %s, as the pyroscope ebpf agent does", app)
 
     server = (pick("--server-address") or DEFAULT_SERVER).strip().rstrip("/")
     parts = urlsplit(server)
@@ -329,6 +328,9 @@ def resolve(ns: Any) -> UploadOptions:
     )
     if opts.retime and opts.allow_old:
         raise UsageError("--retime and --allow-old exclude each other; pick one")
+    if not named:  # after the checks: a bad setting is the one line a failed start prints
+        log.warning("no application name given (--application-name or "
+                    "PYROSCOPE_APPLICATION_NAME); using %s, as the pyroscope ebpf agent does", app)
     _warn_insecure(opts)
     return opts
 

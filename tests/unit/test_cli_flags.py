@@ -187,6 +187,8 @@ def test_help_names_each_variable_and_the_exit_codes(command):
      "--per-pid: only for --format folded"),
     ("ebpf-upload", ["-"], {"PYROSCOPE_RETRIES": "x"}, "PYROSCOPE_RETRIES (for --retries)"),
     ("ebpf-upload", ["-", "--upload-rate", "soon"], {}, "--upload-rate: invalid duration"),
+    # no application name either: its warning waits until the settings are good
+    ("ebpf-upload", ["-"], {"PYROSCOPE_PROTOCOL": "grpc"}, "--protocol: 'grpc'; choose"),
 ])
 def test_bad_flags_and_variables_are_one_line(command, args, env, needle):
     r = cli(command, *args, **env)
