@@ -4,12 +4,13 @@ environment twin, and one way to parse, that reports a bad flag as one line.
 Precedence is the `pyroscope ebpf` agent's: a flag wins over its twin, which wins over the
 default (click's own order: command line, then `envvar`, then `default`). An empty variable
 counts as unset, as the agent reads it. The twin of a flag is `PYROSCOPE_` + the flag in upper
-snake case (`--sample-rate`: PYROSCOPE_SAMPLE_RATE) for the agent's flags and those of
-ebpf-upload; a flag of ebpf-record or ebpf-symbolize that another command has with another
-meaning (`--out`, `--format`, `--from`, ...) carries its command's name
-(PYROSCOPE_SYMBOLIZE_FORMAT), so that one environment can configure the whole chain
-(`ebpf-record --out - | ebpf-symbolize - | ebpf-upload -`) without one command taking
-another's setting. `--help` shows each flag's variable.
+snake case (`--sample-rate`: PYROSCOPE_SAMPLE_RATE) for the agent's flags, ebpf-upload's and
+the symbol-source flags ebpf-symbolize and ebpf-upload share; the other flags of ebpf-record
+and ebpf-symbolize carry their command's name (scope: PYROSCOPE_RECORD_DURATION,
+PYROSCOPE_SYMBOLIZE_FORMAT), since `--out`, `--format`, `--from` and `--until` mean other
+things to other commands: one environment configures the whole chain (`ebpf-record --out - |
+ebpf-symbolize - | ebpf-upload -`) without one command taking another's setting. `--help`
+shows each flag's variable.
 
 click takes no abbreviations of long flags (`--auth-tok` is not `--auth-token`), which is what
 lets ebpf-upload find every secret flag by its whole name and move it out of `ps`.
