@@ -11,8 +11,9 @@ after that it is unwound with what there is (frame pointers where nothing else).
 
 from __future__ import annotations
 
+import bisect
 import struct
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 from recorder.bpf_program import MAX_STACK_DEPTH, StackCount
@@ -27,6 +28,10 @@ _KERNEL_AT = _HEADER.size
 _DATA_AT = _KERNEL_AT + 8 * MAX_STACK_DEPTH
 RED_ZONE = 128
 COPY_WAIT_DRAINS = 2
+# Tables kept in memory for the copies (a busy machine starts processes of the same few objects
+# all the time; loading each from the disk cache again cost a core): 16 MiB of rows at most,
+# the least recently used dropped first.
+MEMO_BYTES = 16 << 20
 
 
 @dataclass
@@ -59,6 +64,8 @@ class CopyUnwinder:
         self._cache = cache
         self.pending: list[StackCopy] = []
         self.unwound = 0
+        self._memo: OrderedDict[tuple[str, str | None], UnwindTable | None] = OrderedDict()
+        self._memo_bytes = 0
 
     def add(self, copy: StackCopy) -> None:
         self.pending.append(copy)
@@ -68,9 +75,12 @@ class CopyUnwinder:
         counts: Counter[tuple] = Counter()
         later: list[StackCopy] = []
         memo: dict[int, ProcessTables | None] = {}
+        by_pid: dict[int, list[StackCopy]] = {}
+        for c in self.pending:
+            by_pid.setdefault(c.tgid, []).append(c)
         for c in self.pending:
             if c.tgid not in memo:
-                memo[c.tgid] = self._process_tables(c.tgid)
+                memo[c.tgid] = self._process_tables(c.tgid, by_pid[c.tgid])
             tables = memo[c.tgid]
             if tables is None and not final and c.waited < COPY_WAIT_DRAINS:
                 c.waited += 1
@@ -89,16 +99,47 @@ class CopyUnwinder:
                            user_stop=stop if frames else None)
                 for (t, comm, frames, kernel, kerr, unwinder, stop), n in counts.items()]
 
-    def _process_tables(self, pid: int) -> ProcessTables | None:
-        """The process's mappings with the tables the kernel has (or would have) for them."""
+    def _process_tables(self, pid: int, copies: list[StackCopy]) -> ProcessTables | None:
+        """The process's mappings with the tables the kernel has (or would have) for them:
+        those an unwind of these copies can reach only. Every pc an unwind looks up is the
+        sampled one or a word of the copied stack, so a mapping that holds none of them is
+        never searched, and its table (libLLVM's: millions of rows) is not loaded."""
         entries = self._tables.mappings_of(pid)
         if entries is None:
             return None
+        entries = sorted(entries, key=lambda e: e[0])
+        starts = [e[0] for e in entries]
+        reach: set[int] = set()
+        for c in copies:
+            words = memoryview(c.data[:len(c.data) & ~7]).cast("Q").tolist()
+            for word in (c.regs.pc, *words):
+                for pc in (word, word - 1):  # a return address is looked up at ra - 1
+                    i = bisect.bisect_right(starts, pc) - 1
+                    if i >= 0 and pc < entries[i][1]:
+                        reach.add(i)
         out = []
-        for start, end, bias, build_id, path in entries:
+        for i, (start, end, bias, build_id, path) in enumerate(entries):
             table = None
-            if path is not None:  # the kernel has its table: the same one, by build ID
-                got = self._cache.table_for(path, build_id)
-                table = got if isinstance(got, UnwindTable) else None
+            # the kernel has its table (path): the same one, by build ID
+            if path is not None and i in reach:
+                table = self._table(path, build_id)
             out.append((start, end, bias, table))
         return ProcessTables(out)
+
+    def _table(self, path: str, build_id: str | None) -> UnwindTable | None:
+        # by build ID: the path is the process's own (/proc/PID/map_files/...)
+        key = ("", build_id) if build_id else (path, None)
+        if key in self._memo:
+            self._memo.move_to_end(key)
+            return self._memo[key]
+        got = self._cache.table_for(path, build_id)
+        table = got if isinstance(got, UnwindTable) else None
+        size = len(table.rows) if table is not None else 0
+        if size > MEMO_BYTES // 4:
+            return table  # one huge table would push every other out
+        self._memo[key] = table
+        self._memo_bytes += size
+        while self._memo_bytes > MEMO_BYTES and len(self._memo) > 1:
+            _, old = self._memo.popitem(last=False)
+            self._memo_bytes -= len(old.rows) if old is not None else 0
+        return table

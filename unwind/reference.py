@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from unwind.table import (
@@ -104,8 +104,9 @@ class UnwindMapping:
         self.start = start & MASK
         self.end = end & MASK
         self.bias = bias & MASK  # struct mapping_t holds it as a u64
+        self.pcs: Sequence[int]
         if table is None or table.count == 0:  # table_len 0: frame-pointer steps
-            self.count, self.pcs, self.rows = 0, [], b""
+            self.count, self.pcs, self.rows = 0, (), b""
         else:
             self.count, self.pcs, self.rows = table.count, table.pcs, table.rows
 

@@ -18,8 +18,10 @@ CFA_UNSUPPORTED) carry zero operands, so equal neighbours merge and a table is d
 from __future__ import annotations
 
 import bisect
+import itertools
+import operator
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 ROW = struct.Struct("<QihBB")
@@ -75,7 +77,7 @@ class UnwindTable:
         self.build_id = build_id
         self.rows = bytes(rows)
         self.count = len(rows) // ROW.size
-        self._pcs: list[int] | None = None
+        self._pcs: memoryview | None = None
 
     @classmethod
     def from_tuples(cls, build_id: str | None,
@@ -88,9 +90,11 @@ class UnwindTable:
         return cls(build_id, bytes(buf))
 
     @property
-    def pcs(self) -> list[int]:
+    def pcs(self) -> Sequence[int]:
+        """Every row's pc, in order: a view of the rows (each row starts with its u64 pc), so
+        a lookup costs no list of a million ints (libxul's table) to build first."""
         if self._pcs is None:
-            self._pcs = [r[0] for r in ROW.iter_unpack(self.rows)]
+            self._pcs = memoryview(self.rows).cast("Q")[::ROW.size // 8]
         return self._pcs
 
     def __len__(self) -> int:
@@ -144,11 +148,16 @@ class UnwindTable:
         return table
 
     def validate(self) -> None:
-        """Rows strictly increasing and rules in range: what the BPF binary search assumes."""
-        prev = -1
-        for pc, _off, _rbp_off, cfa_rule, rbp_rule in ROW.iter_unpack(self.rows):
-            if pc <= prev:
-                raise TableFormatError(f"row at {pc:#x} not after {prev:#x}")
-            if cfa_rule > CFA_UNSUPPORTED or rbp_rule > RBP_UNDEFINED:
-                raise TableFormatError(f"row at {pc:#x}: rule {cfa_rule}/{rbp_rule} out of range")
-            prev = pc
+        """Rows strictly increasing and rules in range: what the BPF binary search assumes.
+        (Comparisons run in C over the pcs and over the rule bytes, 14 and 15 of each row:
+        a cache load validates a million rows in milliseconds.)"""
+        pcs = memoryview(self.rows).cast("Q")[::ROW.size // 8].tolist()
+        if not all(map(operator.lt, pcs, itertools.islice(pcs, 1, None))):
+            i = next(i for i in range(1, len(pcs)) if pcs[i] <= pcs[i - 1])
+            raise TableFormatError(f"row at {pcs[i]:#x} not after {pcs[i - 1]:#x}")
+        for at, limit in ((14, CFA_UNSUPPORTED), (15, RBP_UNDEFINED)):
+            rules = self.rows[at::ROW.size]
+            if rules and max(rules) > limit:
+                i = next(i for i, r in enumerate(rules) if r > limit)
+                raise TableFormatError(f"row at {pcs[i]:#x}: rule {self.rows[i * ROW.size + 14]}/"
+                                       f"{self.rows[i * ROW.size + 15]} out of range")
