@@ -71,12 +71,44 @@ def unescape_line(line: str) -> str:
     return line[1:] if _ESCAPED.match(line) else line
 
 
-def folded_lines(profile: Profile) -> list[str]:
+@dataclass(frozen=True)
+class FoldedStyle:
+    """How stacks are written, for the readers perf users bring."""
+
+    # `name_[k]` for kernel frames: what bcc's profile.py --annotations and
+    # stackcollapse-perf.pl --kernel write, and flamegraph.pl's palettes colour apart
+    kernel_annotations: bool = False
+    # `comm;PID;...`: one stack per process (needs Profile.processes, filled when the
+    # symbolizer is asked for processes); ebpf-upload reads the PID as a frame
+    per_pid: bool = False
+    # the `# ebpf-profiler {...}` line before each block; without it the text is plain
+    # folded, whose window and rate the reader must be told
+    headers: bool = True
+
+
+KERNEL_ANNOTATION = "_[k]"
+
+
+def _names(stack: Stack, style: FoldedStyle) -> list[str]:
+    if not style.kernel_annotations:
+        return [frame_text(f.name) for f in stack]
+    return [frame_text(f.name) + KERNEL_ANNOTATION if f.kind is FrameKind.KERNEL
+            else frame_text(f.name) for f in stack]
+
+
+def folded_lines(profile: Profile, style: FoldedStyle | None = None) -> list[str]:
     """`stack count` lines of one profile, stacks with equal names merged, sorted."""
+    style = style or FoldedStyle()
     merged: dict[str, int] = {}
-    for stack, count in profile.stacks.items():
-        key = ";".join(frame_text(f.name) for f in stack)
-        merged[key] = merged.get(key, 0) + count
+    if style.per_pid and profile.processes:
+        for (stack, pid, _comm), count in profile.processes.items():
+            names = _names(stack, style)
+            key = ";".join([*names[:1], str(pid), *names[1:]])
+            merged[key] = merged.get(key, 0) + count
+    else:
+        for stack, count in profile.stacks.items():
+            key = ";".join(_names(stack, style))
+            merged[key] = merged.get(key, 0) + count
     return [f"{k} {n}" for k, n in sorted(merged.items()) if n > 0]
 
 
@@ -86,9 +118,11 @@ def header(profile: Profile) -> str:
     return HEADER + json.dumps(meta) + "\n"
 
 
-def write_block(profile: Profile) -> str:
-    """One block: the header, then the escaped stack lines."""
-    return header(profile) + "".join(escape_line(line) + "\n" for line in folded_lines(profile))
+def write_block(profile: Profile, style: FoldedStyle | None = None) -> str:
+    """One block: the header (unless style.headers is off), then the escaped stack lines."""
+    style = style or FoldedStyle()
+    head = header(profile) if style.headers else ""
+    return head + "".join(escape_line(line) + "\n" for line in folded_lines(profile, style))
 
 
 def _looks_binary(first: str) -> bool:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
-import pyarrow.parquet as pq
 
 from recording.errors import RecordingFormatError
 from recording.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY
@@ -72,9 +71,28 @@ def iter_batches(source: str, stdin: BinaryIO | None = None) -> Iterator[pa.Reco
             yield from _iter_stream(f, source, cut_ok=True)
 
 
+def _open_parquet(path: str) -> Any:
+    """A reader of a local Parquet file: schema_arrow, num_row_groups, read_row_group(i).
+
+    pyarrow.parquet.ParquetFile is a thin wrapper over pyarrow._parquet.ParquetReader, but
+    importing pyarrow.parquet imports pyarrow.fs, and with it ssl and the S3, GCS, HDFS and
+    Azure file systems: some 20 ms of the start-up of symbolizing a small recording (issue 11
+    item 10), for a local file that needs none of them. Should a pyarrow release move the
+    reader, the public wrapper is used instead."""
+    try:
+        from pyarrow._parquet import ParquetReader
+    except ImportError:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path)
+    reader = ParquetReader()
+    reader.open(path)
+    return reader
+
+
 def _iter_parquet(path: str) -> Iterator[pa.RecordBatch]:
     try:
-        pf = pq.ParquetFile(path)
+        pf = _open_parquet(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise RecordingFormatError(
             f"{path} is truncated or corrupt ({_short(exc)}); a killed recorder leaves "

@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${DEMO_OUT:-out/demo}
+case $out in /*) ;; *) out=$PWD/$out ;; esac  # DEMO_OUT relative (to the checkout) or absolute
 mkdir -p "$out"
-make -s -C fixtures OUT="$PWD/$out/bin"
+make -s -C fixtures OUT="$out/bin"
 echo "demo: recording the bundled workload (alpha 25%, lib_beta 50%, gamma_fn 25% by design)"
 .venv/bin/ebpf-record --out "$out/run.parquet" -- "$out/bin/workload-pie" 5 children
 echo "demo: symbolizing offline"

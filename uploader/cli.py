@@ -9,11 +9,9 @@ import sys
 
 from cli_common.command import run
 from recording.errors import ProfilerError, UsageError
-from uploader.continuous import run_stream
 from uploader.credentials import RedactingFilter, Redactor
 from uploader.names import check_app
-from uploader.options import SECRET_FLAGS, build_parser, resolve
-from uploader.replay import run_replay
+from uploader.options import SECRET_FLAGS, parse_args, resolve
 
 log = logging.getLogger("ebpf-upload")
 # Secret flags travel to the re-executed process here, as a JSON list of `--flag=value`:
@@ -22,7 +20,7 @@ MOVED_ENV = "EBPF_UPLOAD_SECRET_ARGS"
 
 
 def _scrub_argv() -> None:
-    """Re-exec with secret flags (whole names only: the parser takes no abbreviations)
+    """Re-exec with secret flags (whole names only: click takes no abbreviations)
     moved into the environment, so they leave the process title (/proc/PID/cmdline, `ps`)
     within milliseconds of start. They are parsed as flags again, so precedence holds."""
     argv, rest, moved = sys.argv[1:], [], []
@@ -91,9 +89,11 @@ def _fill_closed_std_fds() -> None:
 
 
 def _main(argv: list[str]) -> int:
-    ns = build_parser().parse_args(argv)
+    ns = parse_args(argv)
+    if isinstance(ns, int):
+        return ns  # --help, --version
     _setup_logging("info", False)
-    opts = resolve(ns, os.environ)
+    opts = resolve(ns)
     _setup_logging(opts.log_level, opts.no_logging)
     check_app(opts.application_name)
     if "-" in opts.inputs and sys.stdin is None:  # Python's sign that fd 0 was closed
@@ -102,6 +102,10 @@ def _main(argv: list[str]) -> int:
     redact = Redactor(opts.secrets)
     guard = RedactingFilter(redact)
     log.addFilter(guard)
+    # requests and the symbolizer, once the flags are good (--help, --version answer without)
+    from uploader.continuous import run_stream
+    from uploader.replay import run_replay
+
     try:
         if opts.inputs == ("-",) and not opts.retime:
             return run_stream(opts)

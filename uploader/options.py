@@ -1,26 +1,38 @@
-"""Options of `ebpf-upload`, as flags with `PYROSCOPE_*` environment twins.
+"""Options of `ebpf-upload`, as flags with `PYROSCOPE_*` environment twins (cli_common.flags).
 
 Precedence follows the `pyroscope ebpf` agent: a flag wins over its environment twin
 (`PYROSCOPE_` + the flag in upper snake case), which wins over the default. Repeatable
 `--tag`/`--header` merge per key: `PYROSCOPE_TAG="env=prod,team=db"` plus `--tag env=dev`
-gives env=dev, team=db.
+gives env=dev, team=db. click parses; `resolve` checks the values and builds UploadOptions.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from cli_common.argparser import ArgumentParser
-from cli_common.timeparse import TIME_HELP, parse_duration, parse_instant, parse_time
+import click
+
+from cli_common.flags import (
+    CONTEXT,
+    DURATION,
+    ListType,
+    MergedOption,
+    env_twin,
+    exit_codes_help,
+    option,
+    parse,
+    version_option,
+)
+from cli_common.timeparse import TIME_HELP, parse_instant, parse_time
 from recording.errors import UsageError
-from symbolizer.flags import add_symbol_flags, options_from_args
+from symbolizer.flags import options_from_args, symbol_options
 from symbolizer.options import SymbolizeOptions
 from uploader.credentials import clean_header_name, clean_value, secrets_of
 
@@ -127,37 +139,58 @@ SECRET_FLAGS = ("--auth-token", "--basic-auth-password", "--header")
 
 
 def env_name(flag: str) -> str:
-    return "PYROSCOPE_" + flag.lstrip("-").replace("-", "_").upper()
+    return env_twin(flag)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(
-        prog="ebpf-upload",
-        description="Upload profiles to Pyroscope (/ingest, or the push API with --protocol "
-        "push); with '-', read a stream "
-        "(ebpf-record --out - | ebpf-symbolize - | ebpf-upload -) and upload each window.",
-        epilog="Every flag has an environment twin PYROSCOPE_<FLAG> (e.g. "
-        "PYROSCOPE_AUTH_TOKEN); the flag wins.",
-    )
-    p.add_argument("inputs", nargs="*", metavar="FILE",
-                   help="folded files from ebpf-symbolize or recordings from ebpf-record, or "
-                        "'-' for stdin (the default)")
-    for flag, kind, help_ in _FLAGS:
-        dest = flag.lstrip("-").replace("-", "_")
-        if kind == "bool":
-            p.add_argument(flag, dest=dest, action="store_const", const=True, default=None,
-                           help=help_)
-        elif kind == "kv":
-            p.add_argument(flag, dest=dest, action="append", default=None, metavar="K=V",
-                           help=help_)
-        else:
-            p.add_argument(flag, dest=dest, default=None, help=help_)
-    add_symbol_flags(p)  # a recording given as input is symbolized as ebpf-symbolize does
-    return p
+def _flag_option(flag: str, kind: str, help_: str) -> Callable[[Any], Any]:
+    dest = flag.lstrip("-").replace("-", "_")
+    if kind == "bool":
+        return option(flag, dest, is_flag=True, help=help_)
+    if kind == "kv":
+        return option(flag, dest, cls=MergedOption, multiple=True, type=ListType(",", "K=V"),
+                      help=help_)
+    if kind == "int":
+        return option(flag, dest, type=int, metavar="N", help=help_)
+    if kind == "dur":
+        return option(flag, dest, type=DURATION, help=help_)
+    return option(flag, dest, metavar="TIME" if kind == "time" else "TEXT", help=help_)
 
 
-def _truthy(text: str) -> bool:
-    return text.strip().lower() in ("1", "true", "yes", "on")
+def _with_flags(f: Callable[..., Any]) -> Callable[..., Any]:
+    for flag, kind, help_ in reversed(_FLAGS):
+        f = _flag_option(flag, kind, help_)(f)
+    return f
+
+
+@click.command(
+    "ebpf-upload", context_settings=CONTEXT,
+    help="Upload profiles to Pyroscope (/ingest, or the push API with --protocol push); with "
+    "'-' (the default), read a stream "
+    "(ebpf-record --out - | ebpf-symbolize - | ebpf-upload -) and upload each window. FILEs "
+    "are folded text from ebpf-symbolize or recordings from ebpf-record.",
+    epilog="Every flag has an environment twin PYROSCOPE_<FLAG> (e.g. PYROSCOPE_AUTH_TOKEN); "
+    "the flag wins. Give secrets through the environment: secret flags are moved out of the "
+    "process title at start.\n\n" + exit_codes_help((0, 1, 2, 3, 5, 6, 130, 141)))
+@click.argument("inputs", nargs=-1, metavar="[FILE|-]...")
+@_with_flags
+@symbol_options  # a recording given as input is symbolized as ebpf-symbolize does
+@version_option("ebpf-upload")
+def command(**params: object) -> dict[str, object]:
+    return params  # the run happens outside click (cli_common.command: errors, signals)
+
+
+def parse_args(argv: Sequence[str]) -> Any:
+    """The parsed flags (attributes named as the flags, environment twins read), an exit code
+    (--help, --version), or UsageError."""
+    return parse(command, "ebpf-upload", argv)
+
+
+def options_for(argv: Sequence[str]) -> UploadOptions:
+    """UploadOptions from a command line and the environment (for tests and callers)."""
+    a = parse_args(argv)
+    if isinstance(a, int):
+        raise UsageError("--help and --version end the run; they give no options")
+    return resolve(a)
 
 
 def _kv(items: Sequence[str], what: str) -> list[tuple[str, str]]:
@@ -173,20 +206,15 @@ def _kv(items: Sequence[str], what: str) -> list[tuple[str, str]]:
     return out
 
 
-def _merged_kv(flag_vals: list[str] | None, env_val: str | None, what: str
-               ) -> tuple[tuple[str, str], ...]:
-    merged: dict[str, str] = {}
-    if env_val:
-        merged.update(_kv([s for s in env_val.split(",") if s.strip()], what))
-    if flag_vals:
-        merged.update(_kv(flag_vals, what))
-    return tuple(merged.items())
+def _merged_kv(items: Sequence[str], what: str) -> tuple[tuple[str, str], ...]:
+    """The last value of each key: the twin's items come before the flags' (MergedOption)."""
+    return tuple(dict(_kv(items, what)).items())
 
 
-def _headers(flag_vals: list[str] | None, env_val: str | None) -> tuple[tuple[str, str], ...]:
+def _headers(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
     """--header items with checked names and cleaned values (they are secrets: X-API-Key)."""
     out = []
-    for k, v in _merged_kv(flag_vals, env_val, "--header"):
+    for k, v in _merged_kv(items, "--header"):
         name = clean_header_name(k)
         value = clean_value(v, f"--header {name} (or {env_name('--header')})")
         out.append((name, value or ""))
@@ -197,32 +225,25 @@ def _what(flag: str) -> str:
     return f"{flag} (or {env_name(flag)})"
 
 
-def resolve(ns: argparse.Namespace, env: Mapping[str, str]) -> UploadOptions:
-    """Flags > PYROSCOPE_* environment > defaults, checked and typed."""
+def resolve(ns: Any) -> UploadOptions:
+    """UploadOptions from the parsed flags (flags > PYROSCOPE_* environment > defaults, as
+    click read them), checked and typed."""
 
-    def pick(flag: str) -> str | None:
-        v = getattr(ns, flag.lstrip("-").replace("-", "_"))
-        if v is not None:
-            return str(v) if not isinstance(v, bool) else ("true" if v else "false")
-        return env.get(env_name(flag))
+    def pick(flag: str) -> Any:
+        return getattr(ns, flag.lstrip("-").replace("-", "_"))
 
     def pick_int(flag: str, default: int | None) -> int | None:
-        v = pick(flag)
-        if v is None or v == "":
+        n = pick(flag)
+        if n is None:
             return default
-        try:
-            n = int(v)
-        except ValueError:
-            raise UsageError(f"{flag}: {v!r} is not a whole number") from None
         if n <= 0:
             raise UsageError(f"{flag}: must be positive, got {n}")
         return n
 
     app = (pick("--application-name") or "").strip()
-    if not app:
+    named = bool(app)
+    if not named:
         app = "ebpfspy." + secrets.token_hex(4)
-        log.warning("no application name given (--application-name or "
-                    "PYROSCOPE_APPLICATION_NAME); using %s, as the pyroscope ebpf agent does", app)
 
     server = (pick("--server-address") or DEFAULT_SERVER).strip().rstrip("/")
     parts = urlsplit(server)
@@ -250,11 +271,8 @@ def resolve(ns: argparse.Namespace, env: Mapping[str, str]) -> UploadOptions:
         raise UsageError(f"--log-level: {level!r}; choose debug, info, warn or error")
 
     def dur(flag: str, default: float) -> float:
-        v = pick(flag)
-        d = default if not v else parse_duration(v, flag)
-        if d <= 0:
-            raise UsageError(f"{flag}: must be more than zero")
-        return d
+        d = pick(flag)  # DURATION: positive
+        return default if d is None else float(d)
 
     # secrets: whitespace around them stripped (a file-based Kubernetes secret ends in "\n")
     token = clean_value(pick("--auth-token"), _what("--auth-token"))
@@ -288,8 +306,8 @@ def resolve(ns: argparse.Namespace, env: Mapping[str, str]) -> UploadOptions:
         basic_auth_user=user,
         basic_auth_password=password,
         tenant_id=clean_value(pick("--tenant-id"), _what("--tenant-id")),
-        headers=_headers(ns.header, env.get(env_name("--header"))),
-        tags=_merged_kv(ns.tag, env.get(env_name("--tag")), "--tag"),
+        headers=_headers(ns.header),
+        tags=_merged_kv(ns.tag, "--tag"),
         sample_rate=pick_int("--sample-rate", None),
         spy_name=pick("--spy-name") or "ebpfspy",
         request_timeout_s=dur("--upstream-request-timeout", 10.0),
@@ -298,18 +316,21 @@ def resolve(ns: argparse.Namespace, env: Mapping[str, str]) -> UploadOptions:
         protocol=protocol,
         spool_dir=Path(spool_dir) if spool_dir else default_spool_dir(),
         spool_max_bytes=pick_int("--spool-max-bytes", DEFAULT_SPOOL_MAX) or DEFAULT_SPOOL_MAX,
-        retime=_truthy(pick("--retime") or ""),
-        allow_old=_truthy(pick("--allow-old") or ""),
+        retime=ns.retime,
+        allow_old=ns.allow_old,
         from_ns=from_ns,
         until_ns=until_ns,
         inputs=inputs,
         retry=RetryPolicy(attempts=attempts or RetryPolicy.attempts),
         log_level=level,
-        no_logging=_truthy(pick("--no-logging") or ""),
+        no_logging=ns.no_logging,
         symbolize=options_from_args(ns),
     )
     if opts.retime and opts.allow_old:
         raise UsageError("--retime and --allow-old exclude each other; pick one")
+    if not named:  # after the checks: a bad setting is the one line a failed start prints
+        log.warning("no application name given (--application-name or "
+                    "PYROSCOPE_APPLICATION_NAME); using %s, as the pyroscope ebpf agent does", app)
     _warn_insecure(opts)
     return opts
 

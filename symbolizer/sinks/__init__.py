@@ -30,6 +30,11 @@ from recording.errors import UsageError
 class SinkOptions:
     stream: bool = False  # input is a stream: mark each window complete and flush it
     lines: bool = False  # frames carry file/line and inlined frames (--lines)
+    # folded only (profiles/folded.FoldedStyle): `_[k]` after kernel frames, comm;PID roots,
+    # and the `# ebpf-profiler` lines
+    kernel_annotations: bool = False
+    per_pid: bool = False
+    headers: bool = True
 
 
 class Sink:

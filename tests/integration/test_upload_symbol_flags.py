@@ -7,15 +7,15 @@ import shutil
 
 from tests.helpers.crafted import crafted_recording, nm_address
 from tests.helpers.profiles import names
-from uploader.options import build_parser, resolve
+from uploader.options import options_for
 from uploader.replay import read_windows
 
 
 def upload_names(tmp_path, rec, *flags: str) -> dict[str, int]:
-    ns = build_parser().parse_args([str(rec), "--application-name", "a", "--allow-old",
-                                    "--cache-dir", str(tmp_path / "cache"), *flags])
+    o = options_for([str(rec), "--application-name", "a", "--allow-old",
+                     "--cache-dir", str(tmp_path / "cache"), *flags])
     out: dict[str, int] = {}
-    for w in read_windows(resolve(ns, {})):
+    for w in read_windows(o):
         out.update(names(w))
     return out
 

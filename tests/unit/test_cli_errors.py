@@ -28,7 +28,8 @@ def test_unknown_flag_is_one_line(command, args):
 @pytest.mark.parametrize("command", ["ebpf-record", "ebpf-symbolize", "ebpf-upload"])
 def test_help_works(command):
     r = subprocess.run([tool(command), "--help"], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0 and r.stdout.startswith(f"usage: {command}")
+    assert r.returncode == 0 and r.stdout.startswith(f"Usage: {command} [OPTIONS]")
+    assert "Exit codes:" in r.stdout and "  2    bad flags or arguments" in r.stdout
 
 
 @pytest.mark.parametrize(("command", "args", "abbrev"), [

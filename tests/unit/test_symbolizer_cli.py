@@ -208,3 +208,94 @@ def test_warm_lines_run_reads_no_dwarf(recording, tmp_path, capsys, monkeypatch)
     cache = tmp_path / "c" / "lines"
     files = [p for p in cache.rglob("*.json")]
     assert files and all(p.stat().st_mode & 0o077 == 0 for p in files)
+
+
+# --- folded output for perf and FlameGraph users (issue 13) --------------------------------
+
+def flamegraph_pl_lines(text: str) -> tuple[dict[str, int], int]:
+    """What flamegraph.pl takes from folded text: a line is a stack, whitespace and a count at
+    its end; any other line is skipped and counted ("Ignored N lines with invalid format")."""
+    import re
+
+    stacks: dict[str, int] = {}
+    ignored = 0
+    for line in text.splitlines():
+        m = re.fullmatch(r"(.*)\s+?(\d+(?:\.\d*)?)", line)
+        if m is None:
+            ignored += 1
+            continue
+        stacks[m.group(1)] = stacks.get(m.group(1), 0) + int(float(m.group(2)))
+    return stacks, ignored
+
+
+def test_headers_are_what_flamegraph_pl_ignores_and_no_headers_drops_them(recording, tmp_path,
+                                                                           capsys):
+    rc, with_headers, _ = symbolize([recording, "--window", "1s", "--cache-dir", tmp_path],
+                                    capsys)
+    assert rc == 0
+    stacks, ignored = flamegraph_pl_lines(with_headers)
+    assert ignored == with_headers.count("# ebpf-profiler {") == 3
+    rc, plain, _ = symbolize([recording, "--window", "1s", "--no-headers", "--cache-dir",
+                              tmp_path], capsys)
+    assert rc == 0 and "#" not in plain
+    assert flamegraph_pl_lines(plain) == (stacks, 0)
+
+
+def test_no_headers_on_a_stream_drops_the_window_ends_too(recording, tmp_path):
+    table = pa.Table.from_batches(list(iter_batches(str(recording))))
+    buf = io.BytesIO()
+    with pa.ipc.new_stream(buf, SCHEMA) as w:
+        for b in table.to_batches(max_chunksize=4):
+            w.write_batch(b)
+    r = subprocess.run([sys.executable, "-m", "symbolizer.cli", "-", "--no-headers",
+                        "--cache-dir", str(tmp_path)], input=buf.getvalue(),
+                       capture_output=True, check=True)
+    out = r.stdout.decode()
+    assert out and "#" not in out and flamegraph_pl_lines(out)[1] == 0
+
+
+def test_per_pid_roots_each_stack_at_comm_and_pid(recording, tmp_path, capsys):
+    import duckdb
+
+    ((pid,),) = duckdb.sql(f"SELECT DISTINCT pid FROM '{recording}' WHERE record = 'sample'"
+                           ).fetchall()
+    rc, plain, _ = symbolize([recording, "--cache-dir", tmp_path], capsys)
+    rc2, split, _ = symbolize([recording, "--per-pid", "--cache-dir", tmp_path], capsys)
+    assert rc == rc2 == 0
+    want = {k.replace("workload-pie;", f"workload-pie;{pid};", 1): n
+            for k, n in flamegraph_pl_lines(plain)[0].items()}
+    assert flamegraph_pl_lines(split)[0] == want
+
+
+def test_quiet_silences_the_unresolved_report(recording, tmp_path, capsys):
+    args = [recording, "--sysroot", tmp_path / "empty", "--cache-dir", tmp_path / "c"]
+    rc, out, err = symbolize(args, capsys)
+    assert rc == 0 and "object missing" in err
+    rc, quiet_out, quiet_err = symbolize([*args, "-q"], capsys)
+    assert rc == 0 and quiet_out == out and "object missing" not in quiet_err
+    assert quiet_err == ""
+
+
+def test_kernel_annotation_as_bcc_and_stackcollapse_write_it():
+    from profiles.folded import FoldedStyle, folded_lines
+
+    p = Profile(10, 20, 100)
+    root = Frame("app", FrameKind.ROOT)
+    p.add((root, Frame("main"), Frame("write"), Frame("ksys_write", FrameKind.KERNEL),
+           Frame("vfs_write", FrameKind.KERNEL)), 3)
+    p.add((root, Frame("main"), Frame("py_fn", FrameKind.PYTHON)), 2)
+    assert folded_lines(p, FoldedStyle(kernel_annotations=True)) == [
+        "app;main;py_fn 2", "app;main;write;ksys_write_[k];vfs_write_[k] 3"]
+    assert folded_lines(p) == ["app;main;py_fn 2", "app;main;write;ksys_write;vfs_write 3"]
+    out = io.BytesIO()
+    sink = get_sink("folded")(out, SinkOptions(kernel_annotations=True, headers=False))
+    sink.write_profile(p)
+    sink.close()
+    stacks, ignored = flamegraph_pl_lines(out.getvalue().decode())
+    assert ignored == 0 and stacks["app;main;write;ksys_write_[k];vfs_write_[k]"] == 3
+
+
+def test_folded_only_options_are_refused_for_other_formats(recording, capsys):
+    rc, _, err = symbolize([recording, "--format", "speedscope", "--annotations",
+                            "--no-headers"], capsys)
+    assert rc == 2 and "--annotations, --no-headers: only for --format folded" in err

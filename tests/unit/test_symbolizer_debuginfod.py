@@ -180,16 +180,16 @@ def test_redirect_within_the_server_is_followed(servers, tmp_path):
 
 def test_limits_come_from_elfutils_variables(monkeypatch):
     from recording.errors import UsageError
-    from symbolizer.cli import build_parser
+    from symbolizer.cli import parse_args
     from symbolizer.flags import options_from_args
 
     monkeypatch.setenv("DEBUGINFOD_MAXTIME", "7")
     monkeypatch.setenv("DEBUGINFOD_MAXSIZE", "1000")
-    o = options_from_args(build_parser().parse_args(["x.parquet"]))
+    o = options_from_args(parse_args(["x.parquet"]))
     assert (o.debuginfod_max_time_s, o.debuginfod_max_size) == (7.0, 1000)
     monkeypatch.setenv("DEBUGINFOD_MAXTIME", "nan")
     with pytest.raises(UsageError, match="DEBUGINFOD_MAXTIME='nan' is not a positive number"):
-        options_from_args(build_parser().parse_args(["x.parquet"]))
+        options_from_args(parse_args(["x.parquet"]))
 
 
 def test_ebpf_symbolize_is_not_held_by_a_trickling_server(servers, fixture_bins, tmp_path):

@@ -8,9 +8,8 @@ import pytest
 
 from cli_common.timeparse import TimeBound, parse_time
 from recording.errors import UsageError
-from symbolizer.cli import build_parser as symbolize_parser
-from uploader.options import build_parser as upload_parser
-from uploader.options import resolve
+from symbolizer.cli import parse_args as symbolize_args
+from uploader.options import options_for
 
 S = 10**9
 T = 1_700_000_000  # 2023-11-14T22:13:20Z
@@ -39,13 +38,13 @@ def test_bad_times_name_the_flag_and_the_forms(text):
 
 def test_both_commands_take_the_same_forms():
     for text in ("now-10s", "+10s", "2023-11-14T22:13:20"):
-        a = symbolize_parser().parse_args(["r.parquet", "--from", text])
+        a = symbolize_args(["r.parquet", "--from", text])
         assert parse_time(a.from_, "--from", now=T) == parse_time(text, "--from", now=T)
-    o = resolve(upload_parser().parse_args(["--application-name", "a", "--from",
-                                            "2023-11-14T22:13:20", "--until", "+10s"]), {})
+    o = options_for(["--application-name", "a", "--from", "2023-11-14T22:13:20",
+                     "--until", "+10s"])
     assert (o.from_ns, o.until_ns) == (T * S, (T + 10) * S)
 
 
 def test_upload_until_offset_needs_from():
     with pytest.raises(UsageError, match="--from"):
-        resolve(upload_parser().parse_args(["--application-name", "a", "--until", "+10s"]), {})
+        options_for(["--application-name", "a", "--until", "+10s"])

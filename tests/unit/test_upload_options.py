@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
 from cli_common.timeparse import parse_duration, parse_instant
 from recording.errors import UsageError
-from uploader.options import DEFAULT_SERVER, build_parser, env_name, resolve
+from uploader.options import DEFAULT_SERVER, env_name, options_for
+
+
+@pytest.fixture(autouse=True)
+def _no_twins_from_the_caller(monkeypatch):
+    # click reads the twins from os.environ: the test's, not the shell's that ran pytest
+    for k in [k for k in os.environ if k.startswith("PYROSCOPE_")]:
+        monkeypatch.delenv(k)
 
 
 def opts(argv: list[str], env: dict[str, str] | None = None):
-    return resolve(build_parser().parse_args(argv), env or {})
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in (env or {}).items():
+            mp.setenv(k, v)
+        return options_for(argv)
 
 
 def test_env_twin_names_follow_the_agent():
@@ -60,7 +71,8 @@ def test_empty_application_name_gets_random_ebpfspy_name_with_warning(caplog):
     (["--server-address", "http://u:pw@host:4040"], "credentials in the URL"),
     (["--format", "jfr"], "folded or pprof"),
     (["--basic-auth-user", "u"], "needs both"),
-    (["--upstream-request-timeout", "ten"], "cannot read"),
+    (["--upstream-request-timeout", "ten"], "invalid duration 'ten'"),
+    (["--upload-rate", "0"], "duration must be positive"),
     (["--sample-rate", "0"], "must be positive"),
     (["--tag", "novalue"], "not k=v"),
     (["--retime", "--allow-old"], "exclude each other"),

@@ -11,6 +11,7 @@ import base64
 import gzip
 import json
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +24,7 @@ from recording.errors import DeliveryError, UsageError
 from tests.helpers.profiles import profile
 from tests.receiver import Receiver
 from uploader.client import IngestClient, IngestRequest, Outcome
-from uploader.options import RetryPolicy, UploadOptions, build_parser, resolve
+from uploader.options import RetryPolicy, UploadOptions, options_for
 from uploader.pb import push_pb2
 from uploader.prepare import build_requests
 from uploader.session import Session
@@ -250,7 +251,13 @@ def test_spool_keeps_the_protocol_and_reads_old_files_as_ingest(tmp_path):
 
 
 def _resolve(argv, env=None):
-    return resolve(build_parser().parse_args(argv), env or {})
+    # click reads the twins from os.environ: only these, not the shell's that ran pytest
+    with pytest.MonkeyPatch.context() as mp:
+        for k in [k for k in os.environ if k.startswith("PYROSCOPE_")]:
+            mp.delenv(k)
+        for k, v in (env or {}).items():
+            mp.setenv(k, v)
+        return options_for(argv)
 
 
 def test_protocol_option_and_its_environment_twin(caplog):
