@@ -91,9 +91,11 @@ if __name__ == "__main__":
 VERSIONS = [pyenv_python(m) for m in (8, 9, 10, 11, 12, 13)] + [DEBIAN]
 
 
-def _check_split(folded: str, filename: str, names: dict[str, str]) -> None:
+def _check_split(folded: str, filename: str, names: dict[str, str], shares: bool = True
+                 ) -> None:
     """Samples of each named thread or process have their own function's Python frames (and
-    never the other's); the functions' shares are 1:2. `names`: comm -> function."""
+    never the other's); with `shares`, the functions' shares are 1:2. `names`: comm ->
+    function."""
     others = dict(zip(names, reversed(names.values()), strict=True))
     per: dict[str, int] = {}
     for comm, func in names.items():
@@ -111,6 +113,8 @@ def _check_split(folded: str, filename: str, names: dict[str, str]) -> None:
         assert own >= 0.9 * with_python, (comm, own, with_python)
         assert foreign == 0, (comm, foreign)
         per[func] = own
+    if not shares:
+        return
     alpha = per["alpha"] / (per["alpha"] + per["beta"])
     assert alpha == pytest.approx(1 / 3, abs=0.07), per
 
@@ -150,4 +154,6 @@ def test_multiprocessing_workers_have_python_frames(python, method, tmp_path):
     script = tmp_path / "mp.py"
     script.write_text(MULTIPROCESSING)
     folded, _ = record_folded(tmp_path, ["--", python, str(script), "600", method])
-    _check_split(folded, "mp.py", {"p-alpha": "alpha", "p-beta": "beta"})
+    # no 1:2 check: the two run in parallel, then beta alone, and the same work's CPU time
+    # differs between the two phases on a loaded machine (threads share one GIL: they do not)
+    _check_split(folded, "mp.py", {"p-alpha": "alpha", "p-beta": "beta"}, shares=False)
