@@ -651,6 +651,13 @@ TRACEPOINT_PROBE(task, task_newtask)
     struct proc_t *p = procs.lookup(&parent);
     if (p)
         procs.update(&child, p);
+    // fork copies the address space, so the parent's interpreter addresses hold in the child
+    // (multiprocessing's fork workers): its first samples have Python frames before the
+    // recorder's snapshot of it. 3.8-3.10 find the forking thread's state at once (same
+    // pthread_self); 3.11+ once PyOS_AfterFork_Child has set its native_thread_id.
+    struct py_proc_t *py = pyprocs.lookup(&parent);
+    if (py)
+        pyprocs.update(&child, py);
 #if FILTER_PIDS
     u8 one = 1;
     if (targets.lookup(&parent) && targets.update(&child, &one))
@@ -668,6 +675,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     seen.update(&tgid, &reason);
     procs.delete(&tgid);
     parents.delete(&tgid);  // its mappings are its own now
+    pyprocs.delete(&tgid);  // the old image's interpreter addresses: the snapshot sets anew
     return 0;
 }
 
@@ -683,6 +691,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     seen.delete(&tgid);
     procs.delete(&tgid);
     parents.delete(&tgid);
+    pyprocs.delete(&tgid);  // else 4,096 short-lived Python processes fill it until forgotten
 #if FILTER_PIDS
     targets.delete(&tgid);
 #endif

@@ -33,6 +33,7 @@ from recorder.stack_copies import CopyUnwinder, parse_copy
 from recorder.targets import GatedCommand, Target
 from recorder.unwinder import KernelTables, estimate_rows, table_capacity
 from recording.errors import EnvironmentProblem, OutputError
+from recording.pyframes import native_entries
 from recording.schema import SCHEMA_VERSION
 from recording.writer import RecordingWriter, open_writer
 from unwind.cache import TableCache
@@ -412,7 +413,10 @@ class Recorder:
         for c in counts:
             total += c.count
             unwinders[c.user_unwinder] += c.count
-            if c.user_stack and not tracker.covers(c.tgid, c.user_stack[0]):
+            # the leaf's native entry: a Python frame's pair may come first (a sample in
+            # _PyEval_EvalFrameDefault itself), and its tagged code address is in no mapping
+            leaf = next(native_entries(c.user_stack), None)
+            if leaf is not None and not tracker.covers(c.tgid, leaf[0]):
                 summary.without_mapping += c.count
             rows.append({
                 "record": "sample", "window_start_ns": start_ns, "window_end_ns": end_ns,

@@ -11,7 +11,7 @@ before (leaf side of) the native `_PyEval_EvalFrameDefault` frame that ran it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 PY_FRAME_TAG = 0xC0DE000000000000
 PY_FRAME_TAG_MASK = 0xFFFF000000000000
@@ -52,7 +52,7 @@ def code_objects(user_stack: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def native_entries(stack: list[int]) -> Iterator[tuple[int, bool]]:
+def native_entries(stack: Sequence[int]) -> Iterator[tuple[int, bool]]:
     """(address, is_return) of the native entries of a leaf-first stack. Only the first
     native entry is the sampled instruction; Python pairs before it do not change that."""
     i, n, first = 0, len(stack), True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable
 
+from recorder.btf import task_fsbase_offset
 from recorder.procfs import Mapping
 from recorder.python.kernel import pyproc_entry
 from recorder.python.process import PythonProcess, Unsupported, python_info
@@ -27,6 +28,9 @@ class PythonFrames:
         self.tracker = CodeObjectTracker()
         self.unsupported: dict[str, int] = {}  # reason -> processes
         self._log = log or (lambda line: print(f"ebpf-record: {line}", file=sys.stderr))
+        # parsed now, before sampling starts: the kernel's BTF takes 0.25-0.5 s to scan, which
+        # at the first 3.8-3.10 process delayed its entry (and every snapshot after it)
+        task_fsbase_offset()
 
     def on_snapshot(self, pid: int, mappings: list[Mapping]) -> None:
         info = python_info(pid, mappings, self.proc)
@@ -34,13 +38,15 @@ class PythonFrames:
             if self.processes.get(pid) != info:
                 self.tracker.forget(pid)  # a new interpreter (exec): old code objects are gone
                 self.processes[pid] = info
-                self._set_entry(pid, pyproc_entry(info))
+            # set even when unchanged: BPF drops the entry at exec and at exit (a new process
+            # of a reused pid, or a non-PIE python exec'ing itself, looks the same here)
+            self._set_entry(pid, pyproc_entry(info))
             return
         if pid in self.processes:  # exec'd into something else
             self.forget(pid)
         if isinstance(info, Unsupported):
-            if info.reason not in self.unsupported:
-                self._log(f"pid {pid}: native frames only: {info.reason}")
+            if info.reason not in self.unsupported:  # the reason ends in "native frames only"
+                self._log(f"pid {pid}: {info.reason}")
             self.unsupported[info.reason] = self.unsupported.get(info.reason, 0) + 1
 
     def rows(self, samples: Iterable[tuple[int, list[int]]], time_ns: int) -> list[dict]:

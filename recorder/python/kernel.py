@@ -23,7 +23,9 @@ def pyproc_entry(info: PythonProcess, fsbase_offset: int | None = None) -> bytes
     minor = info.version[1]
     # 3.11 ends an activation's frames at is_entry, 3.12+ at a shim whose owner is the C stack
     frame_entry = o.frame_owner if minor >= 12 else o.frame_is_entry
-    fsbase = fsbase_offset if fsbase_offset is not None else (task_fsbase_offset() or -1)
+    fsbase = -1
+    if minor < 11:  # 3.11+ find the thread by native_thread_id
+        fsbase = fsbase_offset if fsbase_offset is not None else (task_fsbase_offset() or -1)
     off = [
         o.runtime_interpreters_head,        # PY_RUNTIME_INTERP_HEAD
         o.interp_threads_head,              # PY_INTERP_THREADS_HEAD
@@ -39,7 +41,7 @@ def pyproc_entry(info: PythonProcess, fsbase_offset: int | None = None) -> bytes
         o.code_argcount,                    # PY_CODE_ARGCOUNT
         o.code_code_adaptive,               # PY_CODE_ADAPTIVE
         o.tstate_thread_id,                 # PY_TSTATE_THREAD_ID
-        fsbase if minor < 11 else -1,       # PY_TASK_FSBASE
+        fsbase,                             # PY_TASK_FSBASE (3.8-3.10)
         o.object_type,                      # PY_OBJECT_TYPE
     ]
     return PY_PROC.pack(info.runtime_addr, info.eval_start, info.eval_end, info.code_type or 0,

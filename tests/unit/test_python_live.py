@@ -126,13 +126,13 @@ def test_old_versions_unsupported_with_a_reason(build):
     exe = PYENV / build / "bin" / f"python{minor}"
     if not exe.exists():
         pytest.skip(f"no {exe}")
-    proc = subprocess.Popen([str(exe), "-c", "import sys; sys.stdin.read()"],
-                            stdin=subprocess.PIPE)
+    # "ready" once the interpreter runs, so libpython is mapped (a hundred reads of the maps
+    # without it were not always enough on a loaded machine)
+    proc = subprocess.Popen([str(exe), "-c", "import sys; print('ready'); sys.stdout.flush(); "
+                             "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
-        for _ in range(100):  # until the dynamic loader has mapped libpython
-            maps = read_exec_mappings(f"/proc/{proc.pid}/maps")
-            if any("libpython" in m.path for m in maps):
-                break
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        maps = read_exec_mappings(f"/proc/{proc.pid}/maps")
         info = python_info(proc.pid, maps)
     finally:
         proc.kill()
