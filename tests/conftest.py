@@ -7,6 +7,7 @@ when CI=true, because CI runs as root on a kernel with BPF and must not silently
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -63,6 +64,27 @@ def fixture_bins(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("fixtures")
     subprocess.run(["make", "-s", "-C", str(ROOT / "fixtures"), f"OUT={out}"], check=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def rounds_for(fixture_bins: Path):
+    """rounds_for(seconds): WORKLOAD_ROUNDS for about that much CPU time of the fixture
+    workloads on this machine. Fixed work keeps a loaded machine from thinning out samples,
+    but machines differ (the same host ran 1,500 rounds in 1.2 s and in 3.5 s on two days):
+    calibrated once by the CPU time (not wall time, which load stretches) of 300 rounds."""
+    times = []
+    for name in ("workload-pie", "workload-nofp"):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([str(fixture_bins / name), "0"], check=True,
+                       env={**os.environ, "WORKLOAD_ROUNDS": "300"})
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    # the faster of the two sets the pace: the other then works at least as long
+    per_round = max(min(times), 1e-3) / 300
+
+    def rounds(seconds: float) -> str:
+        return str(max(50, round(seconds / per_round)))
+    return rounds
 
 
 @pytest.fixture

@@ -33,9 +33,9 @@ from tests.integration.test_record import (
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 
 ENTRY_SHARE = 0.95
-# Fixed work for the fixture workload (~3.5 s of CPU; ~1,000 rounds per 2.4 s): the design
+# Fixed work for the fixture workload, ~3.5 s of CPU (the rounds_for fixture): the design
 # shares are measured on enough samples however loaded the machine is.
-ROUNDS = {**os.environ, "WORKLOAD_ROUNDS": "1500"}
+WORK_SECONDS = 3.5
 
 
 def recorded_stacks(out: Path) -> list[UserStack]:
@@ -93,9 +93,11 @@ def text_file(tmp_path_factory) -> Path:
 
 
 # -- (a) the fixtures without frame pointers --------------------------------------------------
-def test_nofp_fixture_gives_the_design_shares_through_its_callers(fixture_bins, tmp_path):
+def test_nofp_fixture_gives_the_design_shares_through_its_callers(fixture_bins, rounds_for,
+                                                                 tmp_path):
     out = tmp_path / "run.parquet"
-    r = record(["--out", str(out), "--", str(fixture_bins / "workload-nofp"), "0"], env=ROUNDS)
+    r = record(["--out", str(out), "--", str(fixture_bins / "workload-nofp"), "0"],
+               env={**os.environ, "WORKLOAD_ROUNDS": rounds_for(WORK_SECONDS)})
     assert r.returncode == 0, r.stderr
     stacks = recorded_stacks(out)
     assert sum(s.count for s in stacks) > 150
@@ -170,10 +172,11 @@ def test_the_signal_trampoline_is_named(fixture_bins, tmp_path):
 
 
 # -- (d) frame pointers on request -------------------------------------------------------------
-def test_call_graph_fp_walks_frame_pointers_in_the_kernel(fixture_bins, tmp_path):
+def test_call_graph_fp_walks_frame_pointers_in_the_kernel(fixture_bins, rounds_for, tmp_path):
     out = tmp_path / "run.parquet"
     r = record(["--out", str(out), "--call-graph", "fp", "--",
-                str(fixture_bins / "workload-pie"), "0"], env=ROUNDS)
+                str(fixture_bins / "workload-pie"), "0"],
+               env={**os.environ, "WORKLOAD_ROUNDS": rounds_for(WORK_SECONDS)})
     assert r.returncode == 0, r.stderr
     samples = [s for s in rows(out, "sample") if s["user_stack"]]
     assert {s["user_unwinder"] for s in samples} == {"kernel-fp"}
@@ -193,15 +196,15 @@ def test_call_graph_fp_walks_frame_pointers_in_the_kernel(fixture_bins, tmp_path
 
 
 # -- (e) the unwinder counters -----------------------------------------------------------------
-def record_system_wide(fixture_bins: Path, out: Path) -> int:
-    """A system-wide recording while workload-nofp does 600 rounds (~1.5 s of CPU, however
-    long that takes); the workload's pid."""
+def record_system_wide(fixture_bins: Path, out: Path, rounds: str) -> int:
+    """A system-wide recording while workload-nofp does `rounds` rounds (~1.5 s of CPU,
+    however long that takes); the workload's pid."""
     rec = subprocess.Popen([tool("ebpf-record"), "--no-progress", "--out", str(out)],
                            stderr=subprocess.PIPE, text=True)
     try:
         wait_until_sampling(rec)
         subprocess.run([str(fixture_bins / "workload-nofp"), "0"], check=True,
-                       env={**os.environ, "WORKLOAD_ROUNDS": "600"})
+                       env={**os.environ, "WORKLOAD_ROUNDS": rounds})
         time.sleep(1)  # a window after the workload's last
     finally:
         rec.send_signal(signal.SIGINT)
@@ -222,10 +225,10 @@ def _pid_of(out: Path, exe: str) -> int:
 
 
 def test_samples_unwound_stats_add_up_to_the_samples_with_user_stacks(fixture_bins,
-                                                                      tmp_path):
+                                                                      rounds_for, tmp_path):
     """System-wide, so kernel threads (no user stack) and every unwinder outcome occur."""
     out = tmp_path / "run.parquet"
-    pid = record_system_wide(fixture_bins, out)
+    pid = record_system_wide(fixture_bins, out, rounds_for(1.5))
     samples = rows(out, "sample")
     by_unwinder: Counter[str | None] = Counter()
     for s in samples:
@@ -244,9 +247,9 @@ def test_samples_unwound_stats_add_up_to_the_samples_with_user_stacks(fixture_bi
 
 
 def test_system_wide_recording_unwinds_a_program_without_frame_pointers(fixture_bins,
-                                                                       tmp_path):
+                                                                       rounds_for, tmp_path):
     out = tmp_path / "run.parquet"
-    pid = record_system_wide(fixture_bins, out)
+    pid = record_system_wide(fixture_bins, out, rounds_for(1.5))
     stats = {s["key"]: s["value"] for s in rows(out, "stats")}
     stacks = [s for s in recorded_stacks(out) if s.pid == pid]
     share, total, short = entry_share(after_first_window(stacks))

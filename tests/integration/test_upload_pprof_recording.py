@@ -50,12 +50,14 @@ def test_pprof_from_a_recording_keeps_build_ids_and_addresses(fixture_bins, tmp_
     assert {"alpha", "lib_beta", "gamma_fn"} <= functions
 
 
-def test_recorder_piped_straight_into_the_uploader_sends_pprof_with_build_ids(fixture_bins):
+def test_recorder_piped_straight_into_the_uploader_sends_pprof_with_build_ids(fixture_bins,
+                                                                            rounds_for):
     """`ebpf-record --out - | ebpf-upload - --format pprof`: the uploader symbolizes the
     stream itself, window by window, and every recorded sample arrives."""
     with Receiver() as rx:
         # ~3 s of CPU as fixed work, so a loaded machine does not thin out the samples
-        chain = (f"WORKLOAD_ROUNDS=1200 {tool('ebpf-record')} --no-progress --out - -- "
+        chain = (f"WORKLOAD_ROUNDS={rounds_for(3)} {tool('ebpf-record')} --no-progress "
+                 "--out - -- "
                  f"{fixture_bins / 'workload-pie'} 0 | {tool('ebpf-upload')} - --format pprof "
                  f"--server-address {rx.url} --application-name pprof.chain")
         r = subprocess.run(["bash", "-c", "set -o pipefail; " + chain], capture_output=True,

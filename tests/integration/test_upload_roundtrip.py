@@ -23,12 +23,12 @@ def parse_folded_total(text: str) -> int:
                if line.strip() and not line.startswith("#"))
 
 
-def test_record_symbolize_upload_read_back(fixture_bins, tmp_path):
+def test_record_symbolize_upload_read_back(fixture_bins, rounds_for, tmp_path):
     copy = tmp_path / "symbolized.folded"
     with Receiver() as rx:
         # ~3 s of CPU as a fixed amount of work (WORKLOAD_ROUNDS), so a loaded machine does
         # not thin out the samples
-        chain = (f"WORKLOAD_ROUNDS=1200 {tool('ebpf-record')} --out - -- "
+        chain = (f"WORKLOAD_ROUNDS={rounds_for(3)} {tool('ebpf-record')} --out - -- "
                  f"{fixture_bins}/workload-pie 0"
                  f" | {tool('ebpf-symbolize')} - | tee {copy}"
                  f" | {tool('ebpf-upload')} - --server-address {rx.url}"
