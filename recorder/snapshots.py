@@ -65,6 +65,9 @@ class ProcessTracker:
         knows it). If the child is gone before its /proc could be read, it still ran its
         parent's mappings: it gets its parent's current ones, recorded as inherited."""
         snap = procfs.snapshot(pid, self.proc)
+        if not snap.reason and not snap.mappings:
+            # exited and not yet reaped (a zombie has its status, not its mappings)
+            snap.reason = "process exited before its mappings could be read"
         if not snap.reason:
             self.perfmaps.remember(pid)
         prev = self.known.get(pid)
@@ -84,6 +87,9 @@ class ProcessTracker:
                 snap = parent
         if snap.reason and self.mmaps is not None:
             snap = self._from_mmap_records(snap)
+            if snap.ppid is None and forked_from:
+                # its samples inside execve ran its parent's code (symbolizer/normalize.py)
+                snap.ppid = forked_from
         key = snap.exec_key()
         if prev is not None and prev.key == key:
             return []

@@ -24,7 +24,14 @@ import pyarrow as pa
 
 from profiles.model import Frame, FrameKind, Profile
 from recording.buildid import checked_build_id
-from symbolizer.normalize import Mapping, MappingIndex, ObjectInfo, Snapshot, loads_from_phdrs
+from symbolizer.normalize import (
+    AbsAddr,
+    Mapping,
+    MappingIndex,
+    ObjectInfo,
+    Snapshot,
+    loads_from_phdrs,
+)
 from symbolizer.options import SymbolizeOptions
 from symbolizer.python import PythonCodes
 from symbolizer.report import Unresolved, UnresolvedReport
@@ -177,12 +184,12 @@ class Engine:
                 self.index.add_object(ObjectInfo(sys.intern(oid), path or "", bid, et,
                                                  loads_from_phdrs(phdrs), data, reason,
                                                  bid_problem))
-        for pid, seq, t, cg, cid in b.records(
-                "process", "pid", "maps_seq", "time_ns", "cgroup", "container_id"):
+        for pid, seq, t, cg, cid, ppid in b.records(
+                "process", "pid", "maps_seq", "time_ns", "cgroup", "container_id", "ppid"):
             if pid is not None:
                 # interned: thousands of processes share a few cgroups
                 self.index.add_process(pid, seq or 0, t or 0, cg and sys.intern(cg),
-                                       cid and sys.intern(cid))
+                                       cid and sys.intern(cid), ppid or None)
                 self._seen(pid, max(t or 0, self._stream_ns))
         for pid, seq, start, end, off, path, oid in b.records(
                 "mapping", "pid", "maps_seq", "start", "end", "file_offset", "path",
@@ -237,15 +244,19 @@ class Engine:
         for s in samples:
             if label_keys[s.pid] is None:
                 self._drop(s)
+        user_snaps = [self.index.for_user_stack(
+            snaps[s.pid], AbsAddr(s.user_stack[0]) if s.user_stack else None, key[1])
+            for s in kept]
         self.resolver.prepare_user_stacks(
-            (snaps[s.pid], s.pid, s.user_stack, s.user_unwinder) for s in kept)
+            (snap, s.pid, s.user_stack, s.user_unwinder)
+            for s, snap in zip(kept, user_snaps, strict=True))
         profiles: dict[LabelKey, Profile] = {}
-        for s in kept:
+        for s, snap in zip(kept, user_snaps, strict=True):
             lk = label_keys[s.pid] or ()
             profile = profiles.get(lk)
             if profile is None:
                 profile = profiles[lk] = Profile(key[0], key[1], self.sample_rate, dict(lk))
-            frames, unresolved = self._stack(s, snaps[s.pid])
+            frames, unresolved = self._stack(s, snap)
             profile.add(frames, s.count, s.pid if self.options.per_process else None, s.comm)
             self.report.add(unresolved, s.count)
             self.total_samples += s.count

@@ -65,6 +65,7 @@ class Snapshot:
     mappings: list[Mapping] = field(default_factory=list)
     cgroup: str | None = None  # where the process ran: its service's labels come from these
     container_id: str | None = None
+    ppid: int | None = None
     _starts: list[int] | None = None
 
     def find(self, addr: AbsAddr) -> Mapping | None:
@@ -118,9 +119,10 @@ class MappingIndex:
         return snap
 
     def add_process(self, pid: int, maps_seq: int, time_ns: int, cgroup: str | None = None,
-                    container_id: str | None = None) -> None:
+                    container_id: str | None = None, ppid: int | None = None) -> None:
         snap = self._snapshot(pid, maps_seq)
         snap.time_ns, snap.cgroup, snap.container_id = time_ns, cgroup, container_id
+        snap.ppid = ppid
         self._ordered.pop(pid, None)
 
     def add_mapping(self, pid: int, maps_seq: int, mapping: Mapping) -> None:
@@ -170,6 +172,19 @@ class MappingIndex:
             if snap.time_ns <= window_end_ns:
                 chosen = snap
         return chosen
+
+    def for_user_stack(self, snap: Snapshot | None, leaf: AbsAddr | None,
+                       window_end_ns: int) -> Snapshot | None:
+        """The snapshot a sample's user stack is read with. A child sampled inside execve,
+        after the kernel gave it its new name but before the new program's mappings, still
+        runs its parent's code (fork copied the parent's mappings; fs/exec.c replaces them
+        only at the point of no return): a leaf that no mapping of the child's covers and one
+        of its parent's does is the parent's, as perf has it (its thread inherits the
+        parent's maps until the exec's MMAP2 records)."""
+        if snap is None or leaf is None or snap.ppid is None or snap.find(leaf) is not None:
+            return snap
+        parent = self.snapshot_for(snap.ppid, window_end_ns)
+        return parent if parent is not None and parent.find(leaf) is not None else snap
 
     def normalize(self, snap: Snapshot | None, addr: AbsAddr) -> Normalized:
         mapping = snap.find(addr) if snap is not None else None
