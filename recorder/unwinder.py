@@ -284,8 +284,10 @@ class KernelTables:
             entries.append(MappingEntry(m.start, m.end, bias, first, count, obj.index))
         self._program.set_mappings(pid, entries)
         if not is_running(pid, self.proc):
-            # it exited before its entry was written: the exit tracepoint has run already
-            self._forget(pid)
+            # It exited before its entry was written: the exit tracepoint has run already, so
+            # the kernel's entry goes now. Ours stays (until forget()): its samples' stack
+            # copies are unwound with these tables at the next drain (recorder/stack_copies.py).
+            self._program.forget_process(pid)
 
     def _forget(self, pid: int) -> None:
         for _m, obj, _b in self._procs.pop(pid, []):

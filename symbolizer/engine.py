@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from profiles.model import Frame, FrameKind, Profile
 from recording.buildid import checked_build_id
+from recording.pyframes import native_entries
 from symbolizer.normalize import (
     AbsAddr,
     Mapping,
@@ -244,9 +245,8 @@ class Engine:
         for s in samples:
             if label_keys[s.pid] is None:
                 self._drop(s)
-        user_snaps = [self.index.for_user_stack(
-            snaps[s.pid], AbsAddr(s.user_stack[0]) if s.user_stack else None, key[1])
-            for s in kept]
+        user_snaps = [self.index.for_user_stack(snaps[s.pid], _native_leaf(s.user_stack),
+                                                key[1]) for s in kept]
         self.resolver.prepare_user_stacks(
             (snap, s.pid, s.user_stack, s.user_unwinder)
             for s, snap in zip(kept, user_snaps, strict=True))
@@ -342,3 +342,11 @@ class Engine:
             frames.extend(got)
             if why is not None:
                 unresolved.add(why)
+
+
+def _native_leaf(stack: list[int] | None) -> AbsAddr | None:
+    """The sampled instruction: the first native entry (Python frame pairs come first when the
+    interpreter was running Python code, recording/pyframes.py)."""
+    for addr, _is_return in native_entries(stack or ()):
+        return AbsAddr(addr)
+    return None

@@ -45,9 +45,12 @@ class PythonFrames:
         if pid in self.processes:  # exec'd into something else
             self.forget(pid)
         if isinstance(info, Unsupported):
-            if info.reason not in self.unsupported:  # the reason ends in "native frames only"
+            # once per reason, whichever object says it: a process's first snapshot may name
+            # its executable, a later one its libpython (pyenv's 3.6 links one)
+            why = info.reason.split(": ", 1)[-1]  # the reason ends in "native frames only"
+            if why not in self.unsupported:
                 self._log(f"pid {pid}: {info.reason}")
-            self.unsupported[info.reason] = self.unsupported.get(info.reason, 0) + 1
+            self.unsupported[why] = self.unsupported.get(why, 0) + 1
 
     def rows(self, samples: Iterable[tuple[int, list[int]]], time_ns: int) -> list[dict]:
         """`pycode` rows for the code objects new in these (pid, user_stack) samples."""
