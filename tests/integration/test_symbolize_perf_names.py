@@ -102,6 +102,12 @@ def compare(tmp_path: Path, cmd: list[str], *, cwd: Path | None = None) -> tuple
         # in tests/unit/test_symbolizer_plt.py instead
         expected = {k: v for k, v in expected.items()
                     if not ("_init" in v and any(n.endswith("@plt") for n in got.get(k, ())))}
+    # ld.so's `_start` calls `_dl_start`, and the return address is where the label
+    # `_dl_start_user` begins (sysdeps/x86_64/dl-machine.h, RTLD_START): perf -g looks a
+    # return address up as it is and prints the label; we look up the call (address - 1),
+    # inside `_start`. A process sampled during its start shows it.
+    expected = {k: v for k, v in expected.items()
+                if not (v == {"_dl_start_user"} and got.get(k) == {"_start"})}
     return expected, got, differences(expected, got)
 
 
