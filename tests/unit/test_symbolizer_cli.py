@@ -110,8 +110,9 @@ def test_registry_knows_folded_and_streams():
     sink.write_profile(p)
     sink.end_window()
     sink.close()
-    text = out.getvalue().decode()
-    assert text.splitlines()[1:] == ["app;main;f:g 5", "# ebpf-profiler-window-end"]
+    lines = out.getvalue().decode().splitlines()
+    assert [lines[1], lines[3]] == ["app;main;f:g 5", "# ebpf-profiler-window-end"]
+    assert lines[2].startswith("# ebpf-profiler-frames ") and len(lines) == 4
 
 
 def test_what_a_library_prints_never_reaches_the_output(recording, tmp_path, capsysbinary,
@@ -234,7 +235,9 @@ def test_headers_are_what_flamegraph_pl_ignores_and_no_headers_drops_them(record
                                     capsys)
     assert rc == 0
     stacks, ignored = flamegraph_pl_lines(with_headers)
-    assert ignored == with_headers.count("# ebpf-profiler {") == 3
+    # a header before and a frames line after each of the 3 blocks
+    assert with_headers.count("# ebpf-profiler {") == 3
+    assert ignored == 3 + with_headers.count("\n# ebpf-profiler-frames {") == 6
     rc, plain, _ = symbolize([recording, "--window", "1s", "--no-headers", "--cache-dir",
                               tmp_path], capsys)
     assert rc == 0 and "#" not in plain
