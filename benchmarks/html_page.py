@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from symbolizer.sinks import html  # noqa: E402
 from tests import chromium  # noqa: E402
-from tests.unit.system_profile import many_stacks  # noqa: E402
+from tests.helpers.system_profile import many_stacks  # noqa: E402
 
 VIEWS = {"call tree": "", "inverted": "#view=inverted", "functions": "#view=functions"}
 

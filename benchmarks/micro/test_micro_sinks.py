@@ -12,7 +12,7 @@ import io
 import pytest
 
 from symbolizer.sinks import get_sink, html, pprof
-from tests.unit.system_profile import many_stacks
+from tests.helpers.system_profile import many_stacks
 
 STACKS = 10_000
 

@@ -10,7 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from perf_oracle import (
+
+from tests.integration.perf_oracle import (
     differences,
     our_names,
     perf_record,
