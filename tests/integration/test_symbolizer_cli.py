@@ -16,6 +16,7 @@ from recording.reader import iter_batches
 from recording.schema import SCHEMA
 from symbolizer.cli import symbolize_main
 from symbolizer.sinks import SinkOptions, available_formats, get_sink
+from tests.conftest import skip_or_fail
 from tests.helpers.synthetic import synthetic_recording
 
 
@@ -146,7 +147,7 @@ def test_debug_dir_adds_to_usr_lib_debug(fixture_bins, tmp_path, capsys):
     bid = elf_info_of_path(libc).build_id or ""
     dbg = Path(f"/usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug")
     if not dbg.exists():
-        pytest.skip("libc6-dbg is not installed")
+        skip_or_fail("libc6-dbg (installed by `make setup`) is not installed")
     out = subprocess.run(["readelf", "-sW", str(dbg)], capture_output=True, text=True).stdout
     local = next(int(p[1], 16) for line in out.splitlines() if len(p := line.split()) == 8
                  and p[3] == "FUNC" and p[7] == "__libc_start_call_main")
