@@ -8,7 +8,7 @@ Py_BUILD_CORE so that the internal structures (pycore_*.h) are visible, and run:
 `offsetof(...)` of every field the walker and the code-object reader use. Bit positions in the
 unicode `state` bit field have no offsetof; the program sets each field in a zeroed object and
 reports which bit changed. The headers come from pyenv's builds (one per minor version);
-tests/unit/test_python_offsets.py regenerates the table and compares, so it cannot drift, and
+tests/integration/test_python_offsets.py regenerates the table and compares, so it cannot drift, and
 also compiles against Debian's /usr/include/python3.11 (its 3.11.2 must give 3.11.7's layout).
 """
 
@@ -176,7 +176,7 @@ def render(table: dict[tuple[int, int], PyOffsets]) -> str:
            'edit.',
            "",
            "Regenerate with `.venv/bin/python -m recorder.python.gen_offsets --write`;",
-           "tests/unit/test_python_offsets.py fails when this file and the headers disagree.",
+           "tests/integration/test_python_offsets.py fails when this file and the headers disagree.",
            '"""',
            "",
            "from recorder.python.layout import PyOffsets",

@@ -100,8 +100,9 @@ def with_odd_names() -> list[Profile]:
 def test_header_lines_are_ignored_and_no_headers_draws_the_same(flamegraph_pl):
     text = folded(with_odd_names())
     drawn, err = render(flamegraph_pl, text)
-    # two windows: a header before each block and an end line after each
-    assert "Ignored 4 lines with invalid format" in err
+    # two windows: a header before each block, its frames line after it (addresses for
+    # ebpf-upload's pprof) and an end line after each window
+    assert "Ignored 6 lines with invalid format" in err
     assert not any("ebpf-profiler" in name or name.startswith("#") for name, _ in drawn)
     assert drawn == expected_frames(stack_lines(text))
     assert ("workload", 1309) in drawn and ("lib_beta", 703) in drawn and ("all", 1315) in drawn
