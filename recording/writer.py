@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import sys
+from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 import pyarrow as pa
@@ -92,7 +93,7 @@ class StreamRecordingWriter:
     def abort(self) -> str | None:
         return None  # what was sent belongs to the reader of the pipe
 
-    def _guarded(self, write) -> None:
+    def _guarded(self, write: Callable[[], None]) -> None:
         try:
             write()
         except BrokenPipeError:
