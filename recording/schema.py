@@ -8,6 +8,7 @@ Arrow IPC stream, one batch per drain. docs/recording-format.md documents every 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Required, TypedDict
 
@@ -166,7 +167,7 @@ class Row(TypedDict, total=False):
     value: str | None
 
 
-def rows_to_batch(rows: list[dict]) -> pa.RecordBatch:
+def rows_to_batch(rows: Sequence[Row]) -> pa.RecordBatch:
     """Build one batch from row dicts; missing columns are null.
 
     Walks each row's own keys (about 10) rather than every column (40) per row: the recorder
