@@ -69,7 +69,7 @@ def option(*decls: str, scope: str = "", envvar: str | None = None, **kw: Any
     return click.option(*decls, envvar=envvar or env_twin(long, scope), **kw)
 
 
-class ListType(click.ParamType):
+class ListType(click.ParamType[str]):
     """A repeatable flag's items; its twin holds several, split at `sep` (None: whitespace),
     blanks dropped: PYROSCOPE_TAG="env=prod,team=db"."""
 
@@ -86,7 +86,7 @@ class ListType(click.ParamType):
         return self.metavar
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-                ) -> Any:
+                ) -> str:
         return str(value)
 
 
@@ -105,7 +105,7 @@ class MergedOption(click.Option):
         return value, source
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[float]):
     """A positive duration: `30`, `30s`, `5m`, `1h`, `250ms`, `1m30s` (cli_common.timeparse)."""
 
     name = "duration"

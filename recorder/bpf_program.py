@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from recorder.bpfmaps import BatchDrainer
 from recorder.options import RecordOptions, stack_entries_for
@@ -89,7 +90,7 @@ class MappingEntry:
     object: int = NO_OBJECT  # index in `wanted`: the BPF program asks for its table there
 
 
-def import_bcc():
+def import_bcc() -> Any:  # bcc has no type information
     try:
         import bcc
     except ImportError:
@@ -185,7 +186,7 @@ class ProfileProgram:
     def open_events(self, on_event: Callable[[int, int, int, int], None]) -> None:
         """on_event(tgid, reason, ppid, uid): ppid is the forking parent for EV_NEW, else 0;
         uid the process's real uid when it was sampled."""
-        def handle(_cpu, data, _size):
+        def handle(_cpu: int, data: int, _size: int) -> None:
             ev = ctypes.cast(data, ctypes.POINTER(_Event)).contents
             on_event(ev.tgid, ev.reason, ev.ppid, ev.uid)
 
@@ -198,7 +199,7 @@ class ProfileProgram:
 
     def open_copies(self, on_copy: Callable[[bytes], None]) -> None:
         """Stack copies of processes without a mapping list in the kernel (bpf/profile.c)."""
-        def handle(_ctx, data, size):
+        def handle(_ctx: int | None, data: int, size: int) -> None:
             on_copy(ctypes.string_at(data, size))
 
         self._on_copy = on_copy
@@ -263,7 +264,9 @@ class ProfileProgram:
         # A sample that read the old index before the flip finishes within microseconds
         # (its tail calls included); give it time so its count lands before the copy is read.
         time.sleep(0.002)
-        keys: list[tuple] = []
+        # _KEY's fields, then the count: (tgid, unwinder, stop, pad, uerr, kerr, uhash, khash,
+        # comm, count)
+        keys: list[tuple[int, int, int, int, int, int, int, int, bytes, int]] = []
         for kraw, _vraw, n in self._counts[idx].drain():
             counts = struct.unpack_from(f"<{n}Q", _vraw)
             for k, c in zip(_KEY.iter_unpack(kraw), counts, strict=True):

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 class BatchDrainer:
     """Empties one hash map per `drain()`, yielding (keys, values) chunks as bytes."""
 
-    def __init__(self, lib, map_fd: int, key_size: int, value_size: int,
+    def __init__(self, lib: ctypes.CDLL, map_fd: int, key_size: int, value_size: int,
                  chunk: int) -> None:
         self._lib = lib
         self._fd = map_fd

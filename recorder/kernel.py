@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from recorder.objects import ObjectFacts, facts_from_info
 from recording.elf import ElfError, find_build_id, read_elf_info
+from recording.schema import Row
 
 TEXT_TYPES = frozenset("tTwW")
 
@@ -48,14 +49,14 @@ class KernelSymbols:
     def __len__(self) -> int:
         return len(self.addrs)
 
-    def _row(self, i: int) -> dict:
+    def _row(self, i: int) -> Row:
         size = self.addrs[i + 1] - self.addrs[i] if i + 1 < len(self.addrs) else 0
         return {"record": "ksym", "addr": self.addrs[i], "size": size, "name": self.names[i],
                 "module": self.modules[i]}
 
-    def rows_for(self, addresses: set[int]) -> list[dict]:
+    def rows_for(self, addresses: set[int]) -> list[Row]:
         """Rows for symbols containing `addresses` that were not written before."""
-        rows = []
+        rows: list[Row] = []
         for a in addresses:
             i = bisect.bisect_right(self.addrs, a) - 1
             if i >= 0 and i not in self._emitted:
@@ -63,7 +64,7 @@ class KernelSymbols:
                 rows.append(self._row(i))
         return rows
 
-    def all_rows(self) -> list[dict]:
+    def all_rows(self) -> list[Row]:
         self._emitted.update(range(len(self.addrs)))
         return [self._row(i) for i in range(len(self.addrs))]
 
@@ -77,8 +78,8 @@ def kernel_build_id(path: str = "/sys/kernel/notes") -> str | None:
         return None
 
 
-def module_rows(path: str = "/proc/modules") -> list[dict]:
-    rows = []
+def module_rows(path: str = "/proc/modules") -> list[Row]:
+    rows: list[Row] = []
     try:
         with open(path) as f:
             for line in f:

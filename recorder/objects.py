@@ -11,10 +11,12 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 from recorder.procfs import Mapping
 from recorder.rootfs import open_in_root
 from recording.elf import ElfError, ElfInfo, read_elf_info
+from recording.schema import Phdr, Row
 
 DELETED_SUFFIX = " (deleted)"
 
@@ -25,13 +27,13 @@ class ObjectFacts:
     path: str
     build_id: str | None
     elf_type: str | None
-    phdrs: list[dict]
+    phdrs: list[Phdr]
     inode: int
     dev: str
     reason: str | None = None
     data: bytes | None = None
 
-    def row(self) -> dict:
+    def row(self) -> Row:
         return {
             "record": "object",
             "object_id": self.object_id,
@@ -50,9 +52,15 @@ def fallback_id(path: str, dev: str, inode: int) -> str:
     return f"{path}@{dev}:{inode}"
 
 
-def facts_from_info(info: ElfInfo, path: str, dev: str, inode: int, **extra) -> ObjectFacts:
+class _ExtraFacts(TypedDict, total=False):
+    reason: str | None
+    data: bytes | None
+
+
+def facts_from_info(info: ElfInfo, path: str, dev: str, inode: int,
+                    **extra: Unpack[_ExtraFacts]) -> ObjectFacts:
     reason = None if info.build_id else "no GNU build ID note"
-    return ObjectFacts(
+    return ObjectFacts(  # type: ignore[misc]  # mypy misses that "reason" is popped from extra
         object_id=info.build_id or fallback_id(path, dev, inode),
         path=path,
         build_id=info.build_id,

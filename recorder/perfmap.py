@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from recorder.rootfs import open_in_root
+from recording.schema import Row
 
 # 64 MiB is about a million `START SIZE name` lines: more than the JIT code of a large JVM or
 # Node.js process names (a JVM's default 240 MB code cache holds a few hundred thousand
@@ -101,8 +102,8 @@ def refusal(st: os.stat_result, ids: ProcessIds) -> str | None:
     return None
 
 
-def parse_lines(data: bytes, pid: int) -> list[dict]:
-    rows = []
+def parse_lines(data: bytes, pid: int) -> list[Row]:
+    rows: list[Row] = []
     for line in data.decode("utf-8", errors="replace").splitlines():
         parts = line.split(" ", 2)
         if len(parts) != 3:
@@ -155,7 +156,7 @@ class PerfMapReader:
         process seen alive in another mount namespace is not (remember() drops it)."""
         self._gone_ids.setdefault(pid, ProcessIds(frozenset({uid}), pid))
 
-    def read_new(self, pid: int) -> list[dict]:
+    def read_new(self, pid: int) -> list[Row]:
         """Rows for the entries appended since the last read of this pid's perf map."""
         ids = process_ids(pid, self.proc)
         root_pid = pid
@@ -194,8 +195,8 @@ class PerfMapReader:
         self._cursors.pop(pid, None)
         self._gone_ids.pop(pid, None)
 
-    def _read(self, fd: int, pid: int, cur: _Cursor) -> list[dict]:
-        rows: list[dict] = []
+    def _read(self, fd: int, pid: int, cur: _Cursor) -> list[Row]:
+        rows: list[Row] = []
         tail = b""
         while cur.offset + len(tail) < self.max_bytes:
             want = min(CHUNK_BYTES, self.max_bytes - cur.offset - len(tail))

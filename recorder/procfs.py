@@ -36,6 +36,10 @@ class Mapping:
         return (self.inode != 0 or self.build_id is not None) and self.path.startswith("/")
 
 
+# ProcessSnapshot.exec_key: (start, end, file_offset, inode, path) per mapping
+ExecKey = tuple[tuple[int, int, int, int, str], ...]
+
+
 @dataclass
 class ProcessSnapshot:
     pid: int
@@ -46,7 +50,7 @@ class ProcessSnapshot:
     mappings: list[Mapping] = field(default_factory=list)
     reason: str | None = None
 
-    def exec_key(self) -> tuple:
+    def exec_key(self) -> ExecKey:
         """What decides whether mappings changed since the previous snapshot."""
         return tuple((m.start, m.end, m.file_offset, m.inode, m.path) for m in self.mappings)
 

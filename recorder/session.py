@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from types import FrameType
 
 from cli_common.command import is_terminal
 from recorder import kheaders
@@ -34,7 +35,7 @@ from recorder.targets import GatedCommand, Target
 from recorder.unwinder import KernelTables, estimate_rows, table_capacity
 from recording.errors import EnvironmentProblem, OutputError
 from recording.pyframes import native_entries
-from recording.schema import SCHEMA_VERSION
+from recording.schema import SCHEMA_VERSION, Row
 from recording.writer import RecordingWriter, open_writer
 from unwind.cache import TableCache
 
@@ -112,7 +113,7 @@ class Recorder:
         (self.dirty if batch else self.pending).add(tgid)
 
     # -- signals -------------------------------------------------------------------------
-    def _on_signal(self, signum, _frame) -> None:
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.stop_reason = signal.Signals(signum).name
         if self.child is not None and not _child_got_terminal_signal(signum):
             self.child.forward(signum)
@@ -245,7 +246,7 @@ class Recorder:
         window_start_ns = time.time_ns()
         # Align drains to multiples of the interval so windows nest in Pyroscope's 10 s ones.
         next_drain = (int(start / interval) + 1) * interval
-        pending_rows: list[dict] = []
+        pending_rows: list[Row] = []
         total = 0
         next_forget = start + IDLE_FORGET_SECONDS
         lost_before = 0
@@ -364,10 +365,10 @@ class Recorder:
             print(f"ebpf-record: {note}", file=sys.stderr)
             return None
 
-    def _observe_pending(self, tracker: ProcessTracker) -> list[dict]:
+    def _observe_pending(self, tracker: ProcessTracker) -> list[Row]:
         if self.mmaps is not None:
             self.mmaps.poll()  # the kernel's mmap records first: for processes already gone
-        rows: list[dict] = []
+        rows: list[Row] = []
         while self.pending:
             pid = self.pending.pop()
             uid = self.event_uids.pop(pid, None)
@@ -392,8 +393,8 @@ class Recorder:
 
     def _window_rows(self, counts: list[StackCount], tracker: ProcessTracker,
                      ksyms: KernelSymbols, start_ns: int, end_ns: int, lost: int,
-                     summary: Summary) -> list[dict]:
-        rows: list[dict] = []
+                     summary: Summary) -> list[Row]:
+        rows: list[Row] = []
         kaddrs: set[int] = set()
         now = time.time()
         for c in counts:
@@ -430,7 +431,7 @@ class Recorder:
                      "count": total, "lost_samples": lost})
         return rows
 
-    def _meta_rows(self, headers_note: str | None) -> list[dict]:
+    def _meta_rows(self, headers_note: str | None) -> list[Row]:
         meta = {
             "schema_version": str(SCHEMA_VERSION),
             "recorder_version": RECORDER_VERSION,
@@ -447,7 +448,7 @@ class Recorder:
         return [{"record": "meta", "key": k, "value": v} for k, v in meta.items()
                 if v is not None]
 
-    def _stats_rows(self, s: Summary) -> list[dict]:
+    def _stats_rows(self, s: Summary) -> list[Row]:
         stats = {
             "samples": s.samples, "lost_user_stacks": s.lost_user_stacks,
             "lost_kernel_stacks": s.lost_kernel_stacks,

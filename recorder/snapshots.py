@@ -12,7 +12,8 @@ from recorder import procfs
 from recorder.mmap_events import MmapTracker
 from recorder.objects import ObjectFacts, ObjectRegistry
 from recorder.perfmap import PerfMapReader
-from recorder.procfs import Mapping, ProcessSnapshot
+from recorder.procfs import ExecKey, Mapping, ProcessSnapshot
+from recording.schema import Row
 
 # Called with each new snapshot's pid and its mappings with their objects' facts (None:
 # anonymous or unreadable), e.g. to give the BPF unwinder the process's tables.
@@ -30,7 +31,7 @@ def _cgroup_facts(cgroup_text: str | None) -> tuple[str | None, str | None]:
 @dataclass
 class _Known:
     seq: int
-    key: tuple
+    key: ExecKey
     has_anon_exec: bool
     snapshot: ProcessSnapshot  # the latest, extended by mmap records once the process is gone
     starts: list[int] = field(default_factory=list)  # sorted mapping starts, with ends
@@ -58,7 +59,7 @@ class ProcessTracker:
     def __len__(self) -> int:
         return len(self.known)
 
-    def observe(self, pid: int, forked_from: int | None = None) -> list[dict]:
+    def observe(self, pid: int, forked_from: int | None = None) -> list[Row]:
         """Rows for a new process, or for one whose executable mappings changed.
 
         forked_from: the parent a new process forked from without exec (the BPF program
@@ -145,14 +146,14 @@ class ProcessTracker:
             reason="the last snapshot from /proc and the kernel's mmap records after it (the "
                    "process exited before /proc was read again)")
 
-    def _rows(self, snap: ProcessSnapshot, seq: int) -> list[dict]:
+    def _rows(self, snap: ProcessSnapshot, seq: int) -> list[Row]:
         cgroup, container_id = _cgroup_facts(snap.cgroup)
-        rows: list[dict] = [{
+        rows: list[Row] = [{
             "record": "process", "time_ns": time.time_ns(), "pid": snap.pid, "ppid": snap.ppid,
             "comm": snap.comm, "exe": snap.exe, "cgroup": cgroup, "container_id": container_id,
             "maps_seq": seq, "reason": snap.reason,
         }]
-        objects: list[dict] = []
+        objects: list[Row] = []
         for m in snap.mappings:
             object_id = None
             if m.path == "[vdso]" and self.vdso is not None:
@@ -170,14 +171,14 @@ class ProcessTracker:
             })
         return objects + rows
 
-    def perfmap_rows(self, pid: int) -> list[dict]:
+    def perfmap_rows(self, pid: int) -> list[Row]:
         """Entries appended to the process's /tmp/perf-PID.map since it was last read
         (recorder/perfmap.py: the file belongs to the process's user and is not trusted)."""
         return self.perfmaps.read_new(pid)
 
-    def perfmap_rows_for(self, pids: Iterable[int]) -> list[dict]:
+    def perfmap_rows_for(self, pids: Iterable[int]) -> list[Row]:
         """New perf-map lines of those of `pids` that have anonymous executable memory."""
-        rows: list[dict] = []
+        rows: list[Row] = []
         for pid in pids:
             k = self.known.get(pid)
             if k is not None and k.has_anon_exec:
@@ -203,5 +204,5 @@ class ProcessTracker:
             self.perfmaps.forget(pid)
         return idle
 
-    def final_perfmap_rows(self) -> list[dict]:
+    def final_perfmap_rows(self) -> list[Row]:
         return self.perfmap_rows_for(list(self.known))

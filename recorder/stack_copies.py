@@ -34,6 +34,11 @@ COPY_WAIT_DRAINS = 2
 MEMO_BYTES = 16 << 20
 
 
+# what drain() counts copies by: (tgid, comm, user frames, kernel frames, kernel error,
+# unwinder, stop)
+_CountKey = tuple[int, str, tuple[int, ...], tuple[int, ...], int | None, str, str]
+
+
 @dataclass
 class StackCopy:
     tgid: int
@@ -72,7 +77,7 @@ class CopyUnwinder:
 
     def drain(self, final: bool = False) -> list[StackCount]:
         """Counts of the copies whose process has its tables now (all of them if final)."""
-        counts: Counter[tuple] = Counter()
+        counts: Counter[_CountKey] = Counter()
         later: list[StackCopy] = []
         memo: dict[int, ProcessTables | None] = {}
         by_pid: dict[int, list[StackCopy]] = {}

@@ -87,7 +87,7 @@ class Target:
     command: tuple[str, ...] = ()
     run_as: RunAs | None = None  # command mode: the user the command runs as (None: root)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, str | list[str] | list[int]]:
         if self.mode == "command":
             return {"mode": self.mode, "command": list(self.command)}
         if self.mode == "pid":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 ELF_MAGIC = b"\x7fELF"
 PT_LOAD = 1
@@ -58,8 +59,15 @@ class ElfInfo:
         return None
 
 
+class SeekableFile(Protocol):
+    """What read_elf_info needs of a file: an open binary file, or unwind's pread reader."""
+
+    def seek(self, offset: int, /) -> int: ...
+    def read(self, n: int, /) -> bytes: ...
+
+
 class _Reader:
-    def __init__(self, f, size: int) -> None:
+    def __init__(self, f: SeekableFile, size: int) -> None:
         self.f = f
         self.size = size
 
@@ -73,7 +81,7 @@ class _Reader:
         return data
 
 
-def read_elf_info(f, size: int, *, want_sections: bool = True) -> ElfInfo:
+def read_elf_info(f: SeekableFile, size: int, *, want_sections: bool = True) -> ElfInfo:
     """Parse an open binary file of `size` bytes."""
     r = _Reader(f, size)
     ident = r.read(0, 16)

@@ -19,6 +19,7 @@ import errno
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -27,7 +28,7 @@ import pyarrow.parquet as pq
 
 from recording.errors import OutputError, RecordingFormatError, UsageError
 from recording.reader import PARQUET_MAGIC, iter_stream
-from recording.schema import SCHEMA, rows_to_batch
+from recording.schema import SCHEMA, Row, rows_to_batch
 
 PARTIAL_SUFFIX = ".partial"
 # Rows per Parquet row group: enough for good compression; the conversion holds about one row
@@ -66,7 +67,7 @@ class Converted:
     windows: int = 0
 
 
-def stream_to_parquet(src: str, out: str, extra_rows: list[dict] | None = None,
+def stream_to_parquet(src: str, out: str, extra_rows: Sequence[Row] | None = None,
                       require_window: bool = False) -> Converted:
     """Write the Arrow IPC stream file `src` as the Parquet recording `out`.
 
@@ -155,5 +156,5 @@ def recover(partial: str, out: str | None) -> tuple[str, Converted]:
         raise RecordingFormatError(
             f"{partial} is a Parquet file cut short (an ebpf-record older than the partial "
             "stream left it); it cannot be recovered")
-    stats = [{"record": "stats", "key": "stop_reason", "value": "recovered"}]
+    stats: list[Row] = [{"record": "stats", "key": "stop_reason", "value": "recovered"}]
     return target, stream_to_parquet(partial, target, extra_rows=stats, require_window=True)

@@ -8,7 +8,9 @@ Arrow IPC stream, one batch per drain. docs/recording-format.md documents every 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
+from typing import Required, TypedDict
 
 import pyarrow as pa
 
@@ -105,13 +107,73 @@ COLUMNS = [f.name for f in FIELDS]
 _COLUMN_SET = frozenset(COLUMNS)
 
 
-def rows_to_batch(rows: list[dict]) -> pa.RecordBatch:
+class Phdr(TypedDict):
+    """One element of the `phdrs` column (PHDR_TYPE)."""
+
+    offset: int
+    vaddr: int
+    filesz: int
+    memsz: int
+    flags: int
+
+
+class Row(TypedDict, total=False):
+    """One row as the writers take it: the FIELDS above as Python values, a key per column
+    (a unit test keeps the two equal). A missing key or None is a null."""
+
+    record: Required[str]
+    time_ns: int | None
+    window_start_ns: int | None
+    window_end_ns: int | None
+    pid: int | None
+    ppid: int | None
+    comm: str | None
+    exe: str | None
+    cgroup: str | None
+    container_id: str | None
+    maps_seq: int | None
+    start: int | None
+    end: int | None
+    file_offset: int | None
+    path: str | None
+    inode: int | None
+    dev: str | None
+    perms: str | None
+    object_id: str | None
+    build_id: str | None
+    elf_type: str | None
+    phdrs: list[Phdr] | None
+    data: bytes | None
+    reason: str | None
+    count: int | None
+    user_stack: list[int] | None
+    kernel_stack: list[int] | None
+    user_stack_error: int | None
+    kernel_stack_error: int | None
+    user_unwinder: str | None
+    user_stop: str | None
+    lost_samples: int | None
+    user_regs: list[int] | None
+    user_stack_bytes: bytes | None
+    addr: int | None
+    size: int | None
+    name: str | None
+    module: str | None
+    py_checksum: int | None
+    py_firstlineno: int | None
+    py_linetable: bytes | None
+    py_version: str | None
+    key: str | None
+    value: str | None
+
+
+def rows_to_batch(rows: Sequence[Row]) -> pa.RecordBatch:
     """Build one batch from row dicts; missing columns are null.
 
     Walks each row's own keys (about 10) rather than every column (40) per row: the recorder
     calls this every drain, and on a busy host most rows are sparse mapping rows."""
     n = len(rows)
-    present: dict[str, list] = {}
+    present: dict[str, list[object]] = {}
     for i, row in enumerate(rows):
         for key, value in row.items():
             if value is not None:

@@ -11,17 +11,18 @@ import contextlib
 import errno
 import os
 import sys
+from collections.abc import Callable, Sequence
 from typing import BinaryIO, Protocol
 
 import pyarrow as pa
 
 from recording.errors import OutputError
 from recording.partial import PARTIAL_SUFFIX, create_temp, problem, stream_to_parquet
-from recording.schema import SCHEMA, rows_to_batch
+from recording.schema import SCHEMA, Row, rows_to_batch
 
 
 class RecordingWriter(Protocol):
-    def write_rows(self, rows: list[dict]) -> None: ...
+    def write_rows(self, rows: Sequence[Row]) -> None: ...
     def end_window(self) -> None:
         """A drain window is complete: it is sent (stream) or made durable (file) now."""
     def close(self) -> None: ...
@@ -57,9 +58,9 @@ class _Batches:
         self.sink = _CountingSink(sink)
         self._writer = pa.ipc.new_stream(
             self.sink, SCHEMA, options=pa.ipc.IpcWriteOptions(compression="zstd"))
-        self._rows: list[dict] = []
+        self._rows: list[Row] = []
 
-    def add(self, rows: list[dict]) -> None:
+    def add(self, rows: Sequence[Row]) -> None:
         self._rows.extend(rows)
 
     def flush(self) -> None:
@@ -80,7 +81,7 @@ class StreamRecordingWriter:
     def __init__(self, sink: BinaryIO | None = None) -> None:
         self._batches = _Batches(sink if sink is not None else sys.stdout.buffer)
 
-    def write_rows(self, rows: list[dict]) -> None:
+    def write_rows(self, rows: Sequence[Row]) -> None:
         self._batches.add(rows)
 
     def end_window(self) -> None:
@@ -92,7 +93,7 @@ class StreamRecordingWriter:
     def abort(self) -> str | None:
         return None  # what was sent belongs to the reader of the pipe
 
-    def _guarded(self, write) -> None:
+    def _guarded(self, write: Callable[[], None]) -> None:
         try:
             write()
         except BrokenPipeError:
@@ -122,7 +123,7 @@ class FileRecordingWriter:
         self._converted = False
         self._size = 0
 
-    def write_rows(self, rows: list[dict]) -> None:
+    def write_rows(self, rows: Sequence[Row]) -> None:
         self._batches.add(rows)
 
     def end_window(self) -> None:

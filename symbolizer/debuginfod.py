@@ -19,10 +19,14 @@ import contextlib
 import os
 import tempfile
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from recording.buildid import build_id_problem, is_build_id
 from recording.private import make_private_dirs
+
+if TYPE_CHECKING:
+    import requests
 
 MAX_REDIRECTS = 5
 _CHUNK = 1 << 20
@@ -118,7 +122,7 @@ class DebuginfodClient:
         except OSError as exc:
             return None, f"debuginfod {url}: cannot store the download ({exc.strerror})"
 
-    def _get(self, target: str, base: str, deadline: float):
+    def _get(self, target: str, base: str, deadline: float) -> requests.Response:
         """The response for target, following redirects within base's origin only."""
         for _ in range(MAX_REDIRECTS + 1):
             resp = self._session.get(target, timeout=self.timeout_s, stream=True,
@@ -143,7 +147,7 @@ class DebuginfodClient:
             self._tmp = tempfile.mkdtemp(prefix="ebpf-symbolize-")  # 0700
         return os.path.join(self._tmp, build_id)
 
-    def _save(self, resp, dest: str, deadline: float) -> str:
+    def _save(self, resp: requests.Response, dest: str, deadline: float) -> str:
         encoding = resp.headers.get("content-encoding", "identity").lower()
         if encoding != "identity":
             raise _Refused(f"sent Content-Encoding {encoding[:40]!r}, which was not asked for")

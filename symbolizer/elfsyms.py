@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -76,7 +77,7 @@ def _read(f: BinaryIO, size: int, build_id: str | None,
         sec = elf.get_section(i)
         sections.setdefault(sec.name, sec)
 
-    def data_of(sec) -> bytes:
+    def data_of(sec: Any) -> bytes:
         if sec["sh_type"] == SHT_NOBITS:
             return b""
         if sec["sh_offset"] + sec["sh_size"] > size:
@@ -89,7 +90,8 @@ def _read(f: BinaryIO, size: int, build_id: str | None,
                                        elf.little_endian, sec.name)
             except InflateError as exc:
                 raise ElfReadError(str(exc)) from None
-        return sec.data()
+        data: bytes = sec.data()  # pyelftools is untyped
+        return data
 
     # Zero-sized symbols (hand-written assembly: __restore_rt, ld.so's _start) extend to the
     # next symbol, as perf's symbols__fixup_end does, but never past the end of their section:
@@ -138,14 +140,15 @@ def _read(f: BinaryIO, size: int, build_id: str | None,
                       debuglink, debugdata, loads)
 
 
-def _section_kind(sec) -> int:
+def _section_kind(sec: Any) -> int:
     """0: no code address (not loaded); 1: loaded; 2: loaded and where perf takes labels."""
     if not sec["sh_flags"] & SHF_ALLOC:
         return 0  # .gnu.warning.* and the like: never in memory (perf skips them too)
     return 2 if "text" in sec.name else 1
 
 
-def _entries(data: bytes, strtab: bytes, is64: bool, little: bool, kinds: dict[int, int]):
+def _entries(data: bytes, strtab: bytes, is64: bool, little: bool, kinds: dict[int, int]
+             ) -> Iterator[SymbolEntry]:
     """Function symbols, and untyped labels in text sections (ld.so's _start and
     _dl_start_user), as perf's elf_sym__is_function / elf_sym__is_label take them."""
     e = "<" if little else ">"

@@ -19,6 +19,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -70,7 +71,8 @@ class _Batch:
 
     def __init__(self, batch: pa.RecordBatch) -> None:
         self.batch = batch
-        self._cols: dict[str, list] = {}
+        # cells as pyarrow's to_pylist gives them (untyped), of the recording's column types
+        self._cols: dict[str, list[Any]] = {}
         self._rows: dict[str, list[int]] = {}
         for i, kind in enumerate(batch.column("record").to_pylist()):
             got = self._rows.get(kind)
@@ -82,12 +84,12 @@ class _Batch:
     def rows(self, kind: str) -> list[int]:
         return self._rows.get(kind, [])
 
-    def records(self, kind: str, *columns: str) -> Iterator[tuple]:
+    def records(self, kind: str, *columns: str) -> Iterator[tuple[Any, ...]]:
         """The given columns of the rows of one record type, row by row."""
         rows = self.rows(kind)
         return zip(*(self.take(c, rows) for c in columns), strict=True) if rows else iter(())
 
-    def take(self, column: str, rows: list[int]) -> list:
+    def take(self, column: str, rows: list[int]) -> list[Any]:
         if not rows:
             return []
         if len(rows) == self.batch.num_rows:  # a batch of one record type: the whole column
@@ -95,7 +97,7 @@ class _Batch:
         col = self._column(column)
         return [col[i] for i in rows]
 
-    def _column(self, name: str) -> list:
+    def _column(self, name: str) -> list[Any]:
         col = self._cols.get(name)
         if col is None:
             if name in self.batch.schema.names:
@@ -314,7 +316,8 @@ class Engine:
         if s.comm in self.dropped_comms or len(self.dropped_comms) < _DROPPED_COMMS_KEPT:
             self.dropped_comms[s.comm] += s.count
 
-    def _stack(self, s: SampleRow, snap) -> tuple[tuple[Frame, ...], set[Unresolved]]:
+    def _stack(self, s: SampleRow, snap: Snapshot | None
+               ) -> tuple[tuple[Frame, ...], set[Unresolved]]:
         root = self._roots.get(s.comm)
         if root is None:
             root = self._roots[s.comm] = Frame(s.comm or UNKNOWN, FrameKind.ROOT)

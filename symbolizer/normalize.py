@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NewType
+from typing import Any, NewType
 
 from recording.elf import LoadSegment, vaddr_of_offset
 
@@ -206,9 +206,10 @@ class MappingIndex:
         return Normalized(addr, mapping, obj, offset, elf_addr)
 
 
-def loads_from_phdrs(phdrs: Iterable[dict | None] | None) -> tuple[LoadSegment, ...]:
+def loads_from_phdrs(phdrs: Iterable[dict[str, Any] | None] | None) -> tuple[LoadSegment, ...]:
     """The recorded PT_LOAD headers; a header with a null field (a crafted or damaged
-    recording: the recorder writes them all) is left out, never an exception."""
+    recording: the recorder writes them all) is left out, never an exception. `phdrs`: a
+    cell of the column as pyarrow's to_pylist gives it, unchecked."""
     if not phdrs:
         return ()
     out = []

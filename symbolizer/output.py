@@ -16,6 +16,7 @@ import contextlib
 import os
 import stat
 import sys
+from collections.abc import Callable
 from typing import BinaryIO
 
 from recording.errors import OutputError, UsageError
@@ -24,7 +25,8 @@ from recording.errors import OutputError, UsageError
 class _Guarded:
     """A binary stream whose write errors are OutputError, naming where the output goes."""
 
-    def __init__(self, raw: BinaryIO, where: str, on_error=None) -> None:
+    def __init__(self, raw: BinaryIO, where: str,
+                 on_error: Callable[[], object] | None = None) -> None:
         self._raw = raw
         self._where = where
         self._on_error = on_error
@@ -35,7 +37,7 @@ class _Guarded:
         why = exc.strerror or str(exc)
         return OutputError(f"cannot write {self._where}: {why}")
 
-    def write(self, data) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         try:
             return self._raw.write(data)
         except OSError as exc:
@@ -47,7 +49,7 @@ class _Guarded:
         except OSError as exc:
             raise self._fail(exc) from None
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> object:
         return getattr(self._raw, name)  # closed, writable, ... for pyarrow's PythonFile
 
 

@@ -18,7 +18,7 @@ Nothing here trusts a count or an offset: out-of-range entries are skipped.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from symbolizer.symtab import SymbolEntry, SymbolTable
@@ -118,7 +118,7 @@ def _relocations(elf: Any, sections: dict[str, Any], data_of: Callable[[Any], by
 
 
 def _parse_relocs(data: bytes, rela: bool, is64: bool, little: bool, syms: bytes,
-                  strtab: bytes):
+                  strtab: bytes) -> Iterator[tuple[int, int, bytes, int]]:
     e = "<" if little else ">"
     if is64:
         fmt, sym_width = e + ("QQq" if rela else "QQ"), 24
@@ -166,5 +166,6 @@ def _jmp_slot(code: bytes, addr: int) -> int | None:
         n += 1
     if code[n:n + 2] != b"\xff\x25" or len(code) < n + 6:
         return None
+    disp: int
     (disp,) = struct.unpack_from("<i", code, n + 2)
     return addr + n + 6 + disp  # rip-relative: from the end of the instruction

@@ -26,6 +26,7 @@ from symbolizer.normalize import (
     Mapping,
     MappingIndex,
     Normalized,
+    ObjectInfo,
     Snapshot,
     strip_deleted,
 )
@@ -240,7 +241,7 @@ class Resolver:
                       reason=reason, mapping=info),
                 Unresolved(m.path, bid, reason), syms.dwarf_path, NORMAL)
 
-    def symbols(self, obj) -> ObjectSymbols:
+    def symbols(self, obj: ObjectInfo) -> ObjectSymbols:
         return self.cache.get(obj.object_id, obj.build_id,
                               lambda fallback: self.finder.find(obj, fallback))
 

@@ -15,6 +15,11 @@ nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
 MAX_DEPTH = 100  # nesting of paths and types (rustc-demangle: 500; Python frames are dearer)
 MAX_OUTPUT = 1 << 16  # characters of one demangled name
 
@@ -155,7 +160,7 @@ class _V0:
                 raise RustDemangleError("demangled name too long")
             self.out.append(s)
 
-    def skipping(self, f) -> None:
+    def skipping(self, f: Callable[[], object]) -> None:
         was = self.printing
         self.printing = False
         try:
@@ -168,7 +173,7 @@ class _V0:
         if self.depth > MAX_DEPTH:
             raise RustDemangleError("nested too deeply")
 
-    def backref(self, f):
+    def backref(self, f: Callable[[], _T]) -> _T:
         start = self.pos - 1  # at the 'B'
         target = self.integer_62()
         if target >= start:
@@ -182,7 +187,7 @@ class _V0:
             self.depth -= 1
             self.pos = saved
 
-    def sep_list(self, f, sep: str) -> int:
+    def sep_list(self, f: Callable[[], object], sep: str) -> int:
         n = 0
         while not self.eat("E"):
             if n:
@@ -201,7 +206,7 @@ class _V0:
             raise RustDemangleError("lifetime out of range")
         self.emit(chr(ord("a") + depth) if depth < 26 else f"_{depth}")
 
-    def in_binder(self, f) -> None:
+    def in_binder(self, f: Callable[[], object]) -> None:
         bound = self.opt_integer_62("G")
         if not self.printing:
             f()

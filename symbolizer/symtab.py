@@ -35,7 +35,8 @@ class SymbolEntry:
 
 
 class SymbolTable:
-    def __init__(self, addrs: array, sizes: array, name_offs: array, blob: bytes) -> None:
+    def __init__(self, addrs: array[int], sizes: array[int], name_offs: array[int], blob: bytes
+                 ) -> None:
         self.addrs = addrs
         self.sizes = sizes
         self.name_offs = name_offs  # len(addrs) + 1 offsets; name i is blob[offs[i]:offs[i+1]]
@@ -92,7 +93,7 @@ class SymbolTable:
                 drop.add(i)
         return self._select([i for i in range(n) if i not in drop], sizes)
 
-    def _select(self, keep: list[int], sizes: array) -> SymbolTable:
+    def _select(self, keep: list[int], sizes: array[int]) -> SymbolTable:
         """A table of the given rows of this one, with these sizes."""
         out = _Builder()
         for i in keep:
@@ -201,7 +202,7 @@ class _Builder:
 _BIG_ENDIAN = array("H", [1]).tobytes() != b"\x01\x00"
 
 
-def _le(a: array) -> bytes:
+def _le(a: array[int]) -> bytes:
     if _BIG_ENDIAN:
         a = array(a.typecode, a)
         a.byteswap()

@@ -13,6 +13,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 from recording.elf import SHT_NOBITS, ElfError, ElfInfo, read_elf_info
 from unwind.cfi import Bases, FdeRows, RowTuple, SectionDecoder, SectionResult
@@ -225,7 +226,15 @@ def build_table(fd: int, info: ElfInfo, *, size_limit: int = MAX_CFI_BYTES,
     return UnwindTable.from_tuples(info.build_id, layout(fdes))
 
 
-def build_from_fd(fd: int, **kwargs) -> UnwindTable | TableProblem:
+class BuildKwargs(TypedDict, total=False):
+    """build_table's keyword arguments."""
+
+    size_limit: int
+    decoder: Decoder
+    stats: BuildStats | None
+
+
+def build_from_fd(fd: int, **kwargs: Unpack[BuildKwargs]) -> UnwindTable | TableProblem:
     """object_info + build_table."""
     info = object_info(fd)
     return info if isinstance(info, TableProblem) else build_table(fd, info, **kwargs)

@@ -53,7 +53,7 @@ class CacheStats:
     built: int = 0
     build_seconds: float = 0.0
     disk_writes: int = 0
-    problems: Counter = field(default_factory=Counter)  # TableProblem.reason -> count
+    problems: Counter[str] = field(default_factory=Counter)  # TableProblem.reason -> count
 
 
 class TableCache:
@@ -65,7 +65,7 @@ class TableCache:
         self.size_limit = size_limit
         self.stats = CacheStats()
         self.disk_problem: str | None = None  # why the disk cache is off, once known
-        self._mem: OrderedDict[tuple, UnwindTable | TableProblem] = OrderedDict()
+        self._mem: OrderedDict[tuple[str | int, ...], UnwindTable | TableProblem] = OrderedDict()
         self._checked_dirs: set[str] = set()
 
     def table_for(self, path_or_fd: str | int, build_id: str | None = None
@@ -158,7 +158,7 @@ class TableCache:
             return TableProblem("unreadable", f"{path_or_fd!r}: {exc}"), False
 
     # memory: LRU of tables and problems
-    def _remember_hit(self, key: tuple) -> UnwindTable | TableProblem | None:
+    def _remember_hit(self, key: tuple[str | int, ...]) -> UnwindTable | TableProblem | None:
         hit = self._mem.get(key)
         if hit is not None:
             self._mem.move_to_end(key)
@@ -168,7 +168,7 @@ class TableCache:
                 self._problem(hit)
         return hit
 
-    def _remember(self, key: tuple, value: UnwindTable | TableProblem) -> None:
+    def _remember(self, key: tuple[str | int, ...], value: UnwindTable | TableProblem) -> None:
         self._mem[key] = value
         self._mem.move_to_end(key)
         while len(self._mem) > self.capacity:

@@ -10,6 +10,7 @@ informs the EH personality) and does not know DW_CFA_GNU_negative_offset_extende
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from elftools.common.exceptions import ELFError as PyElfError
 from elftools.dwarf.callframe import CIE, FDE, CallFrameInfo, RegisterRule
@@ -40,7 +41,7 @@ _KINDS = {RegisterRule.UNDEFINED: K_UNDEF, RegisterRule.SAME_VALUE: K_SAME,
           RegisterRule.OFFSET: K_OFFSET}
 
 
-def _reg(line: dict, reg: int) -> tuple[int, int]:
+def _reg(line: dict[int | str, Any], reg: int) -> tuple[int, int]:
     rule = line.get(reg)
     if rule is None:
         return K_NONE, 0
@@ -48,7 +49,7 @@ def _reg(line: dict, reg: int) -> tuple[int, int]:
     return kind, rule.arg if kind == K_OFFSET else 0
 
 
-def _state(line: dict, ra_reg: int, signal: bool) -> State:
+def _state(line: dict[int | str, Any], ra_reg: int, signal: bool) -> State:
     cfa = line["cfa"]
     if cfa.expr is not None:
         kind, off, t = classify_cfa_expression(bytes(cfa.expr), signal)

@@ -92,7 +92,8 @@ class StackMemory:
     def read_u64(self, addr: int) -> int | None:
         if addr < self.base or addr + 8 > self.end:
             return None  # outside the copy: what bpf_probe_read_user would fail
-        return _U64.unpack_from(self.data, addr - self.base)[0]
+        value: int = _U64.unpack_from(self.data, addr - self.base)[0]
+        return value
 
 
 class UnwindMapping:

@@ -29,7 +29,7 @@ from profiles.model import Profile
 from profiles.windows import WindowGrouper
 from recording.errors import ProfilerError
 from uploader.options import UploadOptions
-from uploader.recording_input import ARROW_STREAM_MAGIC, RecordingStreamReader
+from uploader.recording_input import ARROW_STREAM_MAGIC, RecordingStreamReader, StreamEvent
 from uploader.session import Session
 from uploader.source import BlockFiller
 
@@ -141,7 +141,7 @@ class StreamUploader:
             sel.close()
 
     def _pump_recording(self, head: bytes) -> str | None:
-        events: queue.Queue = queue.Queue()
+        events: queue.Queue[StreamEvent] = queue.Queue()
         RecordingStreamReader(head, self.fd, events, self.opts.symbolize).start()
         last_input = time.monotonic()
         while not self.sender.failed.is_set():

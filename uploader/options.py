@@ -233,7 +233,7 @@ def resolve(ns: Any) -> UploadOptions:
         return getattr(ns, flag.lstrip("-").replace("-", "_"))
 
     def pick_int(flag: str, default: int | None) -> int | None:
-        n = pick(flag)
+        n: int | None = pick(flag)
         if n is None:
             return default
         if n <= 0:

@@ -15,12 +15,16 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from profiles.folded import WindowEnd
 from profiles.model import Profile
 from recording.errors import ProfilerError
 from recording.reader import PARQUET_MAGIC
 from symbolizer.options import SymbolizeOptions
+
+if TYPE_CHECKING:
+    from symbolizer.engine import Labeler
 
 ARROW_STREAM_MAGIC = b"\xff\xff\xff\xff"  # the IPC continuation marker that opens a stream
 
@@ -48,7 +52,7 @@ def recording_profiles(path: str, options: SymbolizeOptions) -> Iterator[Profile
         yield from (p for p in window if p.stacks)
 
 
-def _labeler():
+def _labeler() -> Labeler:
     """Service labels as ebpf-symbolize gives them (PYROSCOPE_KUBERNETES_NODE,
     PYROSCOPE_ONLY_SERVICES, else container ID / systemd unit from the cgroup)."""
     from discovery.settings import discovery_for
@@ -56,13 +60,18 @@ def _labeler():
     return discovery_for("ebpf-upload").labels_for
 
 
+# what RecordingStreamReader queues: a Profile, the end of a window, the error that stopped
+# the stream, or None at the end of input
+StreamEvent = Profile | WindowEnd | ProfilerError | None
+
+
 class RecordingStreamReader(threading.Thread):
     """Continuous mode fed by `ebpf-record --out -` directly: symbolizes the Arrow stream on
     stdin in this thread and queues Profiles and WindowEnds for the uploader's main loop; None
     marks the end of input, a ProfilerError a stream that could not be read."""
 
-    def __init__(self, head: bytes, fd: int, out: queue.Queue, options: SymbolizeOptions
-                 ) -> None:
+    def __init__(self, head: bytes, fd: int, out: queue.Queue[StreamEvent],
+                 options: SymbolizeOptions) -> None:
         super().__init__(name="ebpf-upload-recording", daemon=True)
         self.options = options
         self.head = head
@@ -101,7 +110,8 @@ class _Prefixed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:
+    # typeshed's RawIOBase takes any buffer; io.BufferedReader, the only caller, passes a memoryview
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
         if self.head:
             n = min(len(b), len(self.head))
             b[:n] = self.head[:n]

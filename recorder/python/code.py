@@ -17,11 +17,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypedDict
 
 from recorder.python.layout import ABSENT, PyOffsets
 from recorder.python.memory import USER_TOP, ProcessMemory
 from recorder.python.offsets import OFFSETS
 from recording.pyframes import code_checksum
+from recording.schema import Row
 
 MAX_NAME_CHARS = 1024  # qualnames; longer ones are cut and end in "..."
 MAX_PATH_CHARS = 4096  # PATH_MAX
@@ -54,7 +56,7 @@ class _Reader:
         return data
 
     def pointer(self, addr: int, what: str) -> int:
-        value = struct.unpack("<Q", self.read(addr, 8, what))[0]
+        value: int = struct.unpack("<Q", self.read(addr, 8, what))[0]
         if not value or value >= USER_TOP:
             raise _Unreadable(f"{what} at {addr:#x} is not a pointer")
         return value
@@ -94,7 +96,7 @@ class _Reader:
 
 
 def read_code_objects(pid: int, wanted: Iterable[tuple[int, int]], version: tuple[int, int],
-                      types: TypeAddrs | None = None, time_ns: int | None = None) -> list[dict]:
+                      types: TypeAddrs | None = None, time_ns: int | None = None) -> list[Row]:
     """One `pycode` row per (code_addr, checksum) of `wanted`, read from process `pid`.
 
     A code object that cannot be read (process gone, address stale, checksum different) still
@@ -103,19 +105,29 @@ def read_code_objects(pid: int, wanted: Iterable[tuple[int, int]], version: tupl
     offsets = OFFSETS[version]
     reader = _Reader(ProcessMemory(pid), offsets, types or TypeAddrs())
     version_text = f"{version[0]}.{version[1]}"
-    rows = []
+    rows: list[Row] = []
     for addr, checksum in wanted:
-        row: dict = {"record": "pycode", "time_ns": time_ns, "pid": pid, "addr": addr,
-                     "py_checksum": checksum, "py_version": version_text}
+        row: Row = {"record": "pycode", "time_ns": time_ns, "pid": pid, "addr": addr,
+                    "py_checksum": checksum, "py_version": version_text}
         try:
-            row.update(_read_code(reader, addr, checksum))
+            # mypy's TypedDict.update takes only a Row, not a TypedDict of some of its columns
+            row.update(_read_code(reader, addr, checksum))  # type: ignore[typeddict-item]
         except _Unreadable as exc:
             row["reason"] = str(exc)
         rows.append(row)
     return rows
 
 
-def _read_code(r: _Reader, addr: int, checksum: int) -> dict:
+class _CodeFields(TypedDict):
+    """The columns of a `pycode` row read from the code object."""
+
+    name: str
+    path: str
+    py_firstlineno: int
+    py_linetable: bytes
+
+
+def _read_code(r: _Reader, addr: int, checksum: int) -> _CodeFields:
     o = r.o
     r.check_type(addr, r.types.code, "code object")
     argcount, = struct.unpack("<i", r.read(addr + o.code_argcount, 4, "co_argcount"))

@@ -17,6 +17,7 @@ from recorder.procfs import Mapping
 from recorder.python.kernel import pyproc_entry
 from recorder.python.process import PythonProcess, Unsupported, python_info
 from recorder.python.tracker import CodeObjectTracker
+from recording.schema import Row
 
 
 class PythonFrames:
@@ -52,7 +53,7 @@ class PythonFrames:
                 self._log(f"pid {pid}: {info.reason}")
             self.unsupported[why] = self.unsupported.get(why, 0) + 1
 
-    def rows(self, samples: Iterable[tuple[int, list[int]]], time_ns: int) -> list[dict]:
+    def rows(self, samples: Iterable[tuple[int, list[int]]], time_ns: int) -> list[Row]:
         """`pycode` rows for the code objects new in these (pid, user_stack) samples."""
         if not self.processes:
             return []

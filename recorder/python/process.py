@@ -19,6 +19,7 @@ import re
 import stat
 import struct
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -29,7 +30,7 @@ from recorder.procfs import Mapping
 from recorder.python.code import TypeAddrs
 from recorder.python.layout import PyOffsets
 from recorder.python.offsets import OFFSETS
-from recording.elf import ElfError, read_elf_info, vaddr_of_offset
+from recording.elf import ElfError, LoadSegment, read_elf_info, vaddr_of_offset
 
 SUPPORTED = sorted(OFFSETS)
 _SUPPORTED_TEXT = f"{SUPPORTED[0][0]}.{SUPPORTED[0][1]}-{SUPPORTED[-1][0]}.{SUPPORTED[-1][1]}"
@@ -69,7 +70,7 @@ class Unsupported:
 @dataclass(frozen=True)
 class _ObjectSymbols:
     symbols: dict[str, tuple[int, int]]  # name -> (st_value, st_size)
-    loads: tuple
+    loads: tuple[LoadSegment, ...]
     version_hex: int | None
 
 
@@ -154,7 +155,7 @@ _STORE: dict[tuple[int, int, int, int], _ObjectSymbols] = {}
 _STORE_MAX = 64  # distinct interpreter binaries on one host: a handful
 
 
-def _symbols_of(f, key: tuple[int, int, int, int]) -> _ObjectSymbols:
+def _symbols_of(f: BinaryIO, key: tuple[int, int, int, int]) -> _ObjectSymbols:
     """Symbols of an open object, parsed once per (device, inode, size, mtime): every Python
     process of one installation maps the same libpython."""
     got = _STORE.get(key)
@@ -165,7 +166,7 @@ def _symbols_of(f, key: tuple[int, int, int, int]) -> _ObjectSymbols:
     return got
 
 
-def _parse_symbols(f) -> _ObjectSymbols:
+def _parse_symbols(f: BinaryIO) -> _ObjectSymbols:
     f.seek(0, os.SEEK_END)
     size = f.tell()
     loads = read_elf_info(f, size, want_sections=False).loads
@@ -210,7 +211,7 @@ def _wanted_symbols(section: SymbolTableSection) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _read_u32_at_vaddr(f, loads, vaddr: int) -> int | None:
+def _read_u32_at_vaddr(f: BinaryIO, loads: tuple[LoadSegment, ...], vaddr: int) -> int | None:
     """A 4-byte datum of the file at an ELF virtual address (Py_Version is `const unsigned
     long` in .rodata: its low 4 bytes, little endian, hold PY_VERSION_HEX)."""
     for seg in loads:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from recorder.python.code import read_code_objects
 from recorder.python.process import PythonProcess
 from recording.pyframes import code_objects
+from recording.schema import Row
 
 MAX_PER_PROCESS = 1 << 16  # code objects kept per process; beyond, the oldest are forgotten
 
@@ -23,7 +24,7 @@ class CodeObjectTracker:
         self.rows_written = 0
 
     def rows(self, samples: Iterable[tuple[int, list[int]]],
-             processes: dict[int, PythonProcess], time_ns: int) -> list[dict]:
+             processes: dict[int, PythonProcess], time_ns: int) -> list[Row]:
         """`pycode` rows for the new code objects of (pid, user_stack) samples."""
         wanted: dict[int, dict[tuple[int, int], None]] = {}
         for pid, stack in samples:
@@ -33,7 +34,7 @@ class CodeObjectTracker:
             for key in code_objects(stack):
                 if key not in done:
                     wanted.setdefault(pid, {})[key] = None
-        out: list[dict] = []
+        out: list[Row] = []
         for pid, keys in wanted.items():
             info = processes[pid]
             out += read_code_objects(pid, keys, info.version, info.types, time_ns)
