@@ -176,7 +176,7 @@ def render(table: dict[tuple[int, int], PyOffsets]) -> str:
            'edit.',
            "",
            "Regenerate with `.venv/bin/python -m recorder.python.gen_offsets --write`;",
-           "tests/integration/test_python_offsets.py fails when this file and the headers disagree.",
+           "tests/integration/test_python_offsets.py fails if this file and the headers disagree.",
            '"""',
            "",
            "from recorder.python.layout import PyOffsets",
