@@ -74,6 +74,7 @@ def table_capacity(estimate: int, ceiling: int) -> int:
 # processes map it (the BPF program asks for it again when a frame needs it).
 UNUSED_TABLE_S = 2.0
 USE_SCAN_S = 1.0  # how often the loader reads which tables frames used
+RETRY_S = 1.0  # how long a table that did not fit waits before it is tried again
 
 # One object may take at most this share of the rows, so that a giant (libLLVM: ~950k rows)
 # cannot leave every other object of the host to frame pointers.
@@ -140,8 +141,9 @@ class _Object:
     mapping: Mapping
     where: tuple[int, int] | None = None  # (first row, rows) once tried; (0, 0): no table
     users: set[int] = field(default_factory=set)
-    # did not fit when KernelTables._idle_gen was this: tried again once rows may be free
-    over_at: int | None = None
+    # when it last did not fit (time.monotonic()); tried again RETRY_S later, when tables
+    # nobody uses may have given way
+    over_at: float | None = None
     loaded_at: float = 0.0  # time.monotonic() of the load
     last_used: float = 0.0  # when a frame was last seen using the table (0: never)
 
@@ -160,7 +162,6 @@ class KernelTables:
         # objects no process maps now, the longest unused first: evicted when space is short
         self._idle: OrderedDict[int, _Object] = OrderedDict()
         self._free_indices: list[int] = []
-        self._idle_gen = 0  # counts objects with rows that became unused
         self._scanned_at = 0.0
         self.stats = UnwindStats(problems=Counter())
         # Work waiting for the loader: the newest process first. On a busy machine start-up
@@ -281,14 +282,10 @@ class KernelTables:
             if obj is not None:
                 obj.users.add(pid)
                 self._idle.pop(obj.index, None)
-                if obj.where is None and _eager(obj.facts):
+                if obj.where is None and _eager(obj.facts) and self._may_try(obj):
                     self._load(obj)
-                elif obj.over_at is not None and obj.over_at != self._idle_gen:
-                    # it did not fit; objects have been unused since, whose rows it may take
-                    obj.where = None
-                    self._load(obj)
-                    if obj.where is not None and obj.where[1] > 0:
-                        for other in obj.users - {pid}:
+                    if obj.where is not None and obj.over_at is None:
+                        for other in obj.users - {pid}:  # it may have failed for them
                             self._write(other)
             entries.append((m, obj, bias))
         self._procs[pid] = entries
@@ -336,8 +333,6 @@ class KernelTables:
                 if not obj.users and self._objects.get(obj.facts.object_id) is obj:
                     self._idle[obj.index] = obj
                     self._idle.move_to_end(obj.index)
-                    if obj.where is not None and obj.where[1] > 0:
-                        self._idle_gen += 1
         self._program.forget_process(pid)
 
     def _evict(self, obj: _Object) -> None:
@@ -349,6 +344,10 @@ class KernelTables:
         at = obj.index * 8
         self._program.wanted[at:at + 2] = b"\0\0"  # and the BPF program may ask again
         self.stats.objects_evicted += 1
+
+    @staticmethod
+    def _may_try(obj: _Object) -> bool:
+        return obj.over_at is None or time.monotonic() - obj.over_at >= RETRY_S
 
     def _scan_used(self) -> None:
         """Which loaded tables frames used since the last scan (byte 1 of `wanted`)."""
@@ -399,13 +398,17 @@ class KernelTables:
         while at >= 0:
             index = at // 8
             if at % 8 == 0 and index < len(self._by_index):
-                wanted[at] = 2  # answered: the BPF program only sets values that are 0
                 obj = self._by_index[index]
-                if obj.where is None:
+                if obj.where is None and self._may_try(obj):
                     self._load(obj)
-                    self.stats.loaded_on_demand += 1
-                    for pid in list(obj.users):
-                        self._write(pid)
+                    if obj.where is not None:
+                        self.stats.loaded_on_demand += 1
+                        for pid in list(obj.users):
+                            self._write(pid)
+                # answered (the BPF program only sets a 0), unless it did not fit: then the
+                # 1 stays, and it is tried again after RETRY_S
+                if obj.where is not None:
+                    wanted[at] = 2
             at = wanted.find(b"\x01", at + 1)
 
     def _load(self, obj: _Object) -> None:
@@ -417,12 +420,14 @@ class KernelTables:
         if table is None or table.count == 0:
             obj.where = (0, 0)
             self.stats.objects_without_table += 1
-        elif (table.count > self.capacity * MAX_OBJECT_SHARE
-              or (first := self._alloc(table.count)) is None):
-            obj.where = (0, 0)
+        elif table.count > self.capacity * MAX_OBJECT_SHARE:
+            obj.where = (0, 0)  # never fits
+            self.stats.objects_over_capacity += 1
+        elif (first := self._alloc(table.count)) is None:
+            obj.where = None  # frame pointers meanwhile; tried again after RETRY_S
             if obj.over_at is None:
                 self.stats.objects_over_capacity += 1
-            obj.over_at = self._idle_gen
+            obj.over_at = time.monotonic()
         else:
             if obj.over_at is not None:  # it fits now
                 self.stats.objects_over_capacity -= 1

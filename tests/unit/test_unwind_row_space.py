@@ -107,7 +107,10 @@ def test_an_unused_object_gives_its_rows_to_a_new_one(tables):
     assert sum(n for _, n in extents) == tables.rows_used
 
 
-def test_objects_in_use_are_never_evicted_and_a_late_fit_is_retried(tables):
+def test_objects_in_use_are_never_evicted_and_a_late_fit_is_retried(tables, monkeypatch):
+    import recorder.unwinder as unwinder
+
+    monkeypatch.setattr(unwinder, "RETRY_S", 0.0)
     tables.sizes = {"libc": 400, "ld": 400, "big": 450}
     tables.set_process(1, [obj("libc"), obj("ld")])
     tables.wait_idle()
