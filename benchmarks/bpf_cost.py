@@ -36,18 +36,16 @@ import contextlib
 import ctypes
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from record_vs_perf import BIN, READY_TIMEOUT, BenchError  # benchmarks/ is sys.path[0]
+from record_vs_perf import BIN, READY_TIMEOUT, BenchError, bench_dir  # benchmarks/ is sys.path[0]
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -221,8 +219,7 @@ def main() -> int:
         print("bpf_cost: run as root (BPF, kernel.bpf_stats_enabled)", file=sys.stderr)
         return 4
     depths = args.depth or [5, 25, 95]
-    tmp = Path(tempfile.mkdtemp(prefix="bpf-cost-"))
-    try:
+    with bench_dir("bpf_cost", "bpf-cost-") as tmp:
         subprocess.run(["make", "-s", "-C", str(ROOT / "fixtures"), f"OUT={tmp}"], check=True)
         runs = []
         with bpf_stats_enabled():
@@ -261,11 +258,6 @@ def main() -> int:
         print("\n".join(lines))
         if args.json:
             args.json.write_text(json.dumps([asdict(r) for r in runs], indent=1))
-    except BenchError as exc:
-        print(f"bpf_cost: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -27,12 +27,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -44,7 +42,7 @@ from bpf_cost import (  # benchmarks/ is sys.path[0]
     ns_per_sample,
     prog_stats,
 )
-from record_vs_perf import BIN, READY_TIMEOUT, BenchError
+from record_vs_perf import BIN, READY_TIMEOUT, BenchError, bench_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -245,9 +243,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("python_cost: run as root (BPF, kernel.bpf_stats_enabled)", file=sys.stderr)
         return 4
-    tmp = Path(tempfile.mkdtemp(prefix="python-cost-"))
     script = SHARES
-    try:
+    with bench_dir("python_cost", "python-cost-") as tmp:
         lines = [f"BPF time per sample, median (min–max) of {args.repeats} runs of "
                  f"{args.seconds:g} s at 100 Hz:", "",
                  "| interpreter | ebpf-record | samples | user stack entries (median) | BPF ns "
@@ -281,11 +278,6 @@ def main() -> int:
         load = os.getloadavg()
         print(f"\nkernel {os.uname().release}, {os.cpu_count()} CPUs, load average "
               f"{load[0]:.2f}")
-    except BenchError as exc:
-        print(f"python_cost: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

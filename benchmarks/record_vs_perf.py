@@ -37,6 +37,7 @@ and the tool) is printed with the results.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -48,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -102,6 +104,20 @@ class Run:
 
 class BenchError(Exception):
     pass
+
+
+@contextlib.contextmanager
+def bench_dir(prog: str, prefix: str) -> Iterator[Path]:
+    """The work directory of one benchmark run, removed at its end; a BenchError ends the
+    run with its message on one line and exit code 1."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield tmp
+    except BenchError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -395,8 +411,7 @@ def main() -> int:
     if args.repeats < 1:
         print("record_vs_perf: --repeats must be at least 1", file=sys.stderr)
         return 2
-    tmp = Path(tempfile.mkdtemp(prefix="record-bench-"))
-    try:
+    with bench_dir("record_vs_perf", "record-bench-") as tmp:
         subprocess.run(["make", "-s", "-C", str(ROOT / "fixtures"), f"OUT={tmp}"], check=True)
         exe = tmp / WORKLOAD
         rounds = args.rounds or calibrate(exe, args.seconds)
@@ -427,11 +442,6 @@ def main() -> int:
         if args.json:
             args.json.write_text(json.dumps({"rounds": rounds, **summary,
                                              "runs": [asdict(r) for r in runs]}, indent=1))
-    except BenchError as exc:
-        print(f"record_vs_perf: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -44,7 +44,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -56,6 +55,7 @@ from record_vs_perf import (  # benchmarks/ is sys.path[0]
     SUMMARY,
     BenchError,
     _tail,
+    bench_dir,
     machine_busy_s,
     spread,
     start_perf,
@@ -643,9 +643,8 @@ def main() -> int:
     repeats = args.repeats or (1 if args.quick else 3)
     args.startup_seconds = args.startup_seconds or (6.0 if args.quick else 15.0)
     parts = args.only or ["compare", "slowdown", "startup"]
-    tmp = Path(tempfile.mkdtemp(prefix="unwind-bench-"))
     results: dict = {"load_before": os.getloadavg()}
-    try:
+    with bench_dir("unwind_vs_perf", "unwind-bench-") as tmp:
         text = debian_workloads.write_text(tmp / "text.txt")
         cmds = debian_workloads.commands(text, tmp, scale)
         out: list[str] = [f"unwind_vs_perf: {', '.join(cmds)} in sequence, work scale "
@@ -682,11 +681,6 @@ def main() -> int:
         print("\n".join(out))
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
-    except BenchError as exc:
-        print(f"unwind_vs_perf: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
