@@ -144,6 +144,8 @@ class _Object:
     # when it last did not fit (time.monotonic()); tried again RETRY_S later, when tables
     # nobody uses may have given way
     over_at: float | None = None
+    # no process that maps it could be read (all exited): tried again through the next one
+    unreadable_at: float | None = None
     loaded_at: float = 0.0  # time.monotonic() of the load
     last_used: float = 0.0  # when a frame was last seen using the table (0: never)
 
@@ -282,8 +284,8 @@ class KernelTables:
             if obj is not None:
                 obj.users.add(pid)
                 self._idle.pop(obj.index, None)
-                if obj.where is None and _eager(obj.facts) and self._may_try(obj):
-                    self._load(obj)
+                if obj.where is None and _eager(obj.facts) and self._may_try(obj, fresh=True):
+                    self._load(obj, (pid, m))
                     if obj.where is not None and obj.over_at is None:
                         for other in obj.users - {pid}:  # it may have failed for them
                             self._write(other)
@@ -346,8 +348,13 @@ class KernelTables:
         self.stats.objects_evicted += 1
 
     @staticmethod
-    def _may_try(obj: _Object) -> bool:
-        return obj.over_at is None or time.monotonic() - obj.over_at >= RETRY_S
+    def _may_try(obj: _Object, fresh: bool = False) -> bool:
+        """Whether to (re)try loading: not within RETRY_S of not fitting, nor of finding no
+        readable process, unless a process that maps it has just come (`fresh`)."""
+        now = time.monotonic()
+        if obj.over_at is not None and now - obj.over_at < RETRY_S:
+            return False
+        return fresh or obj.unreadable_at is None or now - obj.unreadable_at >= RETRY_S
 
     def _scan_used(self) -> None:
         """Which loaded tables frames used since the last scan (byte 1 of `wanted`)."""
@@ -411,12 +418,26 @@ class KernelTables:
                     wanted[at] = 2
             at = wanted.find(b"\x01", at + 1)
 
-    def _load(self, obj: _Object) -> None:
-        table = None
-        for pid, m in self._sources(obj):
+    def _load(self, obj: _Object, via: tuple[int, Mapping] | None = None) -> None:
+        """Load the object's table, opening it through `via` (the process being set up: alive
+        now) or the processes that map it."""
+        table: UnwindTable | str | None = None
+        for pid, m in self._sources(obj, via):
             table = self._table(pid, m, obj.facts)
-            if table is not None:
-                break
+            if table != "unreadable":
+                break  # a table, or a file that opened and has none
+        if table == "unreadable":
+            # Every process it was seen in has exited (a short-lived one, seen first, is
+            # gone before the loader reaches it): the next process that maps it may do.
+            if obj.unreadable_at is None:
+                self._problem("unreadable")
+            obj.unreadable_at = time.monotonic()
+            obj.where = None
+            return
+        obj.unreadable_at = None
+        if isinstance(table, str):
+            self._problem(table)
+            table = None
         if table is None or table.count == 0:
             obj.where = (0, 0)
             self.stats.objects_without_table += 1
@@ -438,15 +459,23 @@ class KernelTables:
             self.stats.objects_loaded += 1
             self.stats.rows_loaded += table.count
 
-    def _sources(self, obj: _Object) -> list[tuple[int, Mapping]]:
-        """Processes to open the object through: where it was first seen, then its users
-        (the first may have exited by the time a frame asks for the table)."""
-        out = [(obj.pid, obj.mapping)]
+    def _sources(self, obj: _Object, via: tuple[int, Mapping] | None = None
+                 ) -> list[tuple[int, Mapping]]:
+        """Processes to open the object through: `via`, where it was first seen, then its
+        users (the first may have exited by the time a frame asks for the table)."""
+        out = [via] if via is not None else []
+        out.append((obj.pid, obj.mapping))
         for pid in list(obj.users)[:4]:
             out.extend((pid, m) for m, o, _b in self._procs.get(pid, []) if o is obj)
         return out
 
-    def _table(self, pid: int, m: Mapping, facts: ObjectFacts) -> UnwindTable | None:
+    def _problem(self, reason: str) -> None:
+        assert self.stats.problems is not None
+        self.stats.problems[reason] += 1
+
+    def _table(self, pid: int, m: Mapping, facts: ObjectFacts) -> UnwindTable | str | None:
+        """The table, or why not (a TableProblem's reason; "unreadable": this process's file
+        could not be opened), or None (an in-memory object without one)."""
         if facts.data is not None:  # in memory only (the vDSO): build from its bytes
             return self._from_bytes(facts)
         reason = "unreadable"
@@ -458,9 +487,7 @@ class KernelTables:
             reason = got.reason
             if reason != "unreadable":
                 break  # the file opened: another path to it will not parse better
-        assert self.stats.problems is not None
-        self.stats.problems[reason] += 1
-        return None
+        return reason
 
     def _from_bytes(self, facts: ObjectFacts) -> UnwindTable | None:
         assert facts.data is not None

@@ -182,14 +182,16 @@ def test_pid_mode_follows_existing_children(fixture_bins, tmp_path):
         "target processes exited"
 
 
-def test_system_mode_keeps_a_short_lived_process_symbolizable(fixture_bins, tmp_path):
+def test_system_mode_keeps_a_short_lived_process_symbolizable(fixture_bins, tmp_path,
+                                                             rounds_for):
     out = tmp_path / "run.parquet"
     rec = subprocess.Popen([tool("ebpf-record"), "--no-progress", "--out", str(out),
                             "--duration", "3"], stderr=subprocess.PIPE, text=True)
     wait_until_sampling(rec)
-    # ~0.3 s of CPU (fixed work, so a loaded machine does not thin out its samples)
+    # ~0.3 s of CPU (fixed work, calibrated on this machine, so a loaded machine does not
+    # thin out its samples)
     short = subprocess.run([str(fixture_bins / "workload-pie"), "0"],
-                           env={**os.environ, "WORKLOAD_ROUNDS": "120"})
+                           env={**os.environ, "WORKLOAD_ROUNDS": str(rounds_for(0.3))})
     assert short.returncode == 0
     # and something that spends its time in the kernel, so kernel stacks are certain
     subprocess.run(["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=300000"],

@@ -100,9 +100,12 @@ def compare(tmp_path: Path, cmd: list[str], *, cwd: Path | None = None) -> tuple
     if perf_version() < (6, 3):
         # perf before 6.3 stretches an unstripped binary's zero-size `_init` over its PLT
         # (fixed upstream by synthesizing `sym@plt`); those stubs are checked against objdump
-        # in tests/integration/test_symbolizer_plt.py instead
+        # in tests/integration/test_symbolizer_plt.py instead. The same goes for the PLT's
+        # header (PLT0, the lazy binder's trampoline), which we name `.plt`: a sample there
+        # is rare, so this showed in one full run of many.
         expected = {k: v for k, v in expected.items()
-                    if not ("_init" in v and any(n.endswith("@plt") for n in got.get(k, ())))}
+                    if not ("_init" in v and any(n.endswith("@plt") or n == ".plt"
+                                                 for n in got.get(k, ())))}
     # ld.so's `_start` calls `_dl_start`, and the return address is where the label
     # `_dl_start_user` begins (sysdeps/x86_64/dl-machine.h, RTLD_START): perf -g looks a
     # return address up as it is and prints the label; we look up the call (address - 1),

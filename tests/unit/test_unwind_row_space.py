@@ -54,8 +54,11 @@ class Tables(KernelTables):
     """KernelTables with tables of a given size per object, no files opened."""
 
     sizes: ClassVar[dict[str, int]] = {}
+    gone: ClassVar[set[int]] = set()  # processes whose files can no longer be opened
 
     def _table(self, pid, m, facts):  # type: ignore[override]
+        if pid in self.gone:
+            return "unreadable"
         n = self.sizes[facts.object_id]
         return types.SimpleNamespace(count=n, rows=ROW.pack(0x1000, 8, 0, 1, 0) * n)
 
@@ -149,3 +152,18 @@ def test_a_table_no_frame_uses_gives_way_to_one_a_new_process_needs(tables, monk
     assert loaded(tables, 1) == [0, 400]  # the daemon's library lost its rows, libc kept them
     daemon = tables._objects["libdaemon"]
     assert daemon.where is None and wanted[daemon.index * 8] == 0  # it may be asked for again
+
+
+def test_an_object_first_seen_in_a_process_gone_is_loaded_through_the_next(tables):
+    """A short-lived process is often gone before the loader reaches it; with a cold table
+    cache its objects could not be opened through it, and they stayed without a table for
+    the whole run (every later process unwound libc and ld.so by frame pointers)."""
+    tables.sizes = {"ld.so": 40, "libc": 300}
+    tables.gone = {1}
+    tables.set_process(1, [obj("ld.so"), obj("libc")])
+    tables.wait_idle()
+    assert loaded(tables, 1) == [0, 0] and tables.stats.objects_without_table == 0
+    tables.set_process(2, [obj("ld.so"), obj("libc")])
+    tables.wait_idle()
+    assert loaded(tables, 2) == [40, 300]
+    assert tables.stats.problems == {"unreadable": 2}  # once per object, not per attempt
