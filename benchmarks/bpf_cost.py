@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -108,8 +109,27 @@ def grab_perf_event_progs(pid: int) -> dict[str, int]:
 
 
 def prog_stats(fd: int) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) of a program, summed over CPUs (its fdinfo)."""
     info = _fdinfo(f"/proc/self/fdinfo/{fd}")
     return int(info["run_time_ns"]), int(info["run_cnt"])
+
+
+@contextlib.contextmanager
+def bpf_stats_enabled() -> Iterator[None]:
+    """kernel.bpf_stats_enabled on for the block (without it run_time_ns and run_cnt stay 0),
+    then as it was."""
+    old = STATS.read_text().strip()
+    STATS.write_text("1\n")
+    try:
+        yield
+    finally:
+        STATS.write_text(old + "\n")
+
+
+def ns_per_sample(run_time_ns: int, run_cnt: int, samples: int, filtered_ns: float) -> float:
+    """BPF ns per target sample: of run_cnt runs, all but `samples` were of other processes
+    (or idle), which the --pid filter dropped at filtered_ns each."""
+    return (run_time_ns - (run_cnt - samples) * filtered_ns) / samples
 
 
 @dataclass
@@ -202,19 +222,18 @@ def main() -> int:
         return 4
     depths = args.depth or [5, 25, 95]
     tmp = Path(tempfile.mkdtemp(prefix="bpf-cost-"))
-    old = STATS.read_text().strip()
-    STATS.write_text("1\n")
     try:
         subprocess.run(["make", "-s", "-C", str(ROOT / "fixtures"), f"OUT={tmp}"], check=True)
         runs = []
-        for rep in range(args.repeats):
-            for cg in ("dwarf", "fp"):
-                for depth in [0, *depths]:
-                    print(f"bpf_cost: repeat {rep + 1}/{args.repeats} --call-graph {cg}, "
-                          f"depth {depth} ...", file=sys.stderr)
-                    r = measure(cg, depth, args, tmp, tmp)
-                    r.repeat = rep
-                    runs.append(r)
+        with bpf_stats_enabled():
+            for rep in range(args.repeats):
+                for cg in ("dwarf", "fp"):
+                    for depth in [0, *depths]:
+                        print(f"bpf_cost: repeat {rep + 1}/{args.repeats} --call-graph {cg}, "
+                              f"depth {depth} ...", file=sys.stderr)
+                        r = measure(cg, depth, args, tmp, tmp)
+                        r.repeat = rep
+                        runs.append(r)
         lines = [f"Median (min–max) of {args.repeats} repeats.", "",
                  "| --call-graph | user frames (median) | target samples | on_sample runs "
                  "(all CPUs) | BPF ns per sample | unwind_user run_cnt | stops (last run) |",
@@ -231,8 +250,8 @@ def main() -> int:
                 mine = [r for r in runs if r.call_graph == cg and r.depth == depth
                         and r.samples]
                 for r in mine:
-                    r.ns_per_sample = (r.run_time_ns - (r.run_cnt - r.samples)
-                                       * filtered.get(r.repeat, 0.0)) / r.samples
+                    r.ns_per_sample = ns_per_sample(r.run_time_ns, r.run_cnt, r.samples,
+                                                    filtered.get(r.repeat, 0.0))
                 lines.append(row(cg, f"{statistics.median(r.frames for r in mine):.0f}",
                                  mine))
         load = os.getloadavg()
@@ -246,7 +265,6 @@ def main() -> int:
         print(f"bpf_cost: {exc}", file=sys.stderr)
         return 1
     finally:
-        STATS.write_text(old + "\n")
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Size and load time of the HTML flame graph for large profiles, in headless Chromium.
 
-For each stack count: the synthetic system-wide window of tests/unit/system_profile.py with
+For each stack count: the synthetic system-wide window of tests/helpers/system_profile.py with
 that many unique stacks, the page's bytes, the time the sink takes to write it, and for each
 view the time from navigation to the end of the page's script (first paint follows at once),
 read by the same probe the tests use (tests/chromium.py) at 1400x900. Nothing is asserted.
@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from symbolizer.sinks import html  # noqa: E402
 from tests import chromium  # noqa: E402
-from tests.unit.system_profile import many_stacks  # noqa: E402
+from tests.helpers.system_profile import many_stacks  # noqa: E402
 
 VIEWS = {"call tree": "", "inverted": "#view=inverted", "functions": "#view=functions"}
 

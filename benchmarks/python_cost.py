@@ -7,8 +7,8 @@ BPF time per sample is measured as benchmarks/bpf_cost.py does (kernel.bpf_stats
 the kernel sums each program's run time, tail calls included, in its fdinfo; the recorder's
 program fds are duplicated so the sums outlive it; the cost of the samples the --pid filter
 drops is measured on a sleeping target and subtracted). The target is the shares workload of
-tests/integration/test_record_python.py (alpha, beta, gamma calling work() with 1:2:1 of its
-CPU), made endless, on each interpreter given; the first WARMUP seconds of each recording
+the tests (tests/helpers/shares.py: alpha, beta, gamma calling work() with 1:2:1 of its CPU),
+endless, on each interpreter given; the first WARMUP seconds of each recording
 (stack copies, code-object reads) are left out.
 
 The py-spy comparison attaches each sampler in turn to one running workload (`--pid`, the same
@@ -38,33 +38,21 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from bpf_cost import STATS, grab_perf_event_progs, prog_stats  # benchmarks/ is sys.path[0]
+from bpf_cost import (  # benchmarks/ is sys.path[0]
+    bpf_stats_enabled,
+    grab_perf_event_progs,
+    ns_per_sample,
+    prog_stats,
+)
 from record_vs_perf import BIN, READY_TIMEOUT, BenchError
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from recording.reader import read_table  # noqa: E402
 
-# the shares workload, endless: rounds of varying length with 1:2:1 of work()'s CPU
-WORKLOAD = '''
-import sys
-def work(n):
-    s = 0
-    for i in range(n):
-        s = (s + i) & 0xFFFF
-    return s
-def alpha(n): return work(n)
-def beta(n): return work(2 * n)
-def gamma(n): return work(n)
-def main():
-    seed = 12345
-    print("ready", flush=True)
-    while True:
-        seed = (seed * 1103515245 + 12345) % 2**31
-        n = 10000 + seed % 20000
-        alpha(n); beta(n); gamma(n)
-main()
-'''
+# the shares workload of the tests (1:2:1 of work()'s CPU), run endless: no argument
+SHARES = ROOT / "tests" / "helpers" / "shares.py"
+WORKLOAD = SHARES.read_text()  # python_busy.py writes it out as its own shares.py
 FUNCS = ("alpha", "beta", "gamma")
 PY_SPY = Path("/tmp/pyspy/bin/py-spy")
 WARMUP = 3.0  # seconds of a recording left out of the BPF cost
@@ -168,7 +156,7 @@ def bpf_cost(python: str, script: Path, seconds: float, tmp: Path) -> list[Cost]
         lengths = [len(r["user_stack"]) for r in rows if r["record"] == "sample"
                    for _ in range(r["count"])]
         c = Cost(python, flag, samples, n, t, statistics.median(lengths) if lengths else 0)
-        c.ns_per_sample = (t - (n - samples) * filtered.ns_per_sample) / samples
+        c.ns_per_sample = ns_per_sample(t, n, samples, filtered.ns_per_sample)
         out.append(c)
     return out
 
@@ -258,10 +246,7 @@ def main() -> int:
         print("python_cost: run as root (BPF, kernel.bpf_stats_enabled)", file=sys.stderr)
         return 4
     tmp = Path(tempfile.mkdtemp(prefix="python-cost-"))
-    script = tmp / "work.py"
-    script.write_text(WORKLOAD)
-    old = STATS.read_text().strip()
-    STATS.write_text("1\n")
+    script = SHARES
     try:
         lines = [f"BPF time per sample, median (min–max) of {args.repeats} runs of "
                  f"{args.seconds:g} s at 100 Hz:", "",
@@ -269,10 +254,11 @@ def main() -> int:
                  "per sample |", "|---|---|---:|---:|---:|"]
         for python in args.python or ["/usr/bin/python3.11"]:
             runs: list[Cost] = []
-            for rep in range(args.repeats):
-                print(f"python_cost: {python} BPF cost {rep + 1}/{args.repeats} ...",
-                      file=sys.stderr)
-                runs += bpf_cost(python, script, args.seconds, tmp)
+            with bpf_stats_enabled():
+                for rep in range(args.repeats):
+                    print(f"python_cost: {python} BPF cost {rep + 1}/{args.repeats} ...",
+                          file=sys.stderr)
+                    runs += bpf_cost(python, script, args.seconds, tmp)
             per = {}
             for flag in ("(filtered)", "--python", "--no-python"):
                 mine = [r for r in runs if r.flag == flag]
@@ -299,7 +285,6 @@ def main() -> int:
         print(f"python_cost: {exc}", file=sys.stderr)
         return 1
     finally:
-        STATS.write_text(old + "\n")
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

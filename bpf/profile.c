@@ -182,11 +182,16 @@ BPF_PERF_OUTPUT(events);
 // Unwind tables of every loaded object, back to back; user space writes them through mmap.
 BPF_F_TABLE("array", u32, struct row_t, unwind_rows, ROWS_SIZE, BPF_F_MMAPABLE);
 BPF_F_TABLE("hash", u32, struct proc_t, procs, PROCS_SIZE, BPF_F_NO_PREALLOC);
-// object index -> 1 once a frame needed the object's table and it was not loaded: user space
+// object index -> byte 0 set to 1 once a frame needed the object's table and it was not
+// loaded (user space answers 2): user space
 // loads tables on demand, as the OpenTelemetry profiler does, so the rows go to the code that
 // runs, not to every large library a process maps (libLLVM, libarrow: a million rows each).
 // (u64 values: an mmap-able array lays its elements out 8 bytes apart anyway, kernel/bpf/
 // arraymap.c rounds elem_size up to 8)
+// Byte 1 of the value: set when a frame used the object's loaded table. User space clears
+// it and so learns which tables are in use: when the rows run out, tables no frame used for
+// a while give way (recorder/unwinder.py). All stores are of one byte, so none undoes a
+// store to the other byte.
 BPF_F_TABLE("array", u32, u64, wanted, MAX_OBJECTS, BPF_F_MMAPABLE);
 BPF_PROG_ARRAY(progs, 1);
 
@@ -491,13 +496,15 @@ static __always_inline int unwind_frame(struct state_t *st, struct proc_t *proc,
     struct mapping_t *m = proc ? find_mapping(proc, st->pc) : NULL;
     if (m == NULL)
         return fp_step(st);
+    u32 object = m->object;
+    u64 *want = wanted.lookup(&object);
     if (m->table_len == 0) {
-        u32 object = m->object;
-        u64 *want = wanted.lookup(&object);
-        if (want && *want == 0)
-            *want = 1;
+        if (want && ((u8 *)want)[0] == 0)
+            ((u8 *)want)[0] = 1;
         return fp_step(st);
     }
+    if (want && ((u8 *)want)[1] == 0)
+        ((u8 *)want)[1] = 1;  // read first: the cache line stays shared while the byte is set
     // A return address points after the call; the call itself (pc - 1) is what the CFI
     // of the calling function covers (a call at a function's end would otherwise be looked
     // up in the next function).

@@ -4,14 +4,17 @@ docs/recording-format.md ("Folded output with windows").
 
 A line `# ebpf-profiler {"from_ns": ..., "until_ns": ..., "sample_rate": ..., "labels": {...}}`
 opens a block of stack lines; `# ebpf-profiler-window-end` follows the last block of each
-window in a stream. Other `#` lines are comments; a stack line starting with `\#` (or `\\#`...)
-is an escaped one whose first frame starts with `#`, and loses one `\`. Text without headers is
+window in a stream. A line `# ebpf-profiler-frames {...}` after a block's stack lines gives
+their addresses, mappings and build IDs (profiles/folded_frames.py). Other `#` lines are
+comments; a stack line starting with `\#` (or `\\#`...) is an escaped one whose first frame
+starts with `#`, and loses one `\`. Text without headers is
 one block whose window and rate the reader supplies (ebpf-upload: --from/--until,
 --sample-rate).
 
 The writer is symbolizer/sinks/folded.py's and the reader ebpf-upload's: one codec, so what one
 writes the other reads back. A block is read into a Profile whose frames carry names only, the
-first of each stack being the process name that roots it (FrameKind.ROOT).
+first of each stack being the process name that roots it (FrameKind.ROOT), or, with its
+frames line, whose frames are those the symbolizer resolved.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from profiles.folded_frames import FRAMES, FramesError, frames_line, read_frames
 from profiles.model import Frame, FrameKind, Profile, Stack
 from recording.errors import RecordingFormatError
 
@@ -38,6 +42,11 @@ class Block:
     profile: Profile
     timed: bool = True  # a header gave the window [start_ns, end_ns)
     rated: bool = True  # a header gave the sample rate
+    # why the block's frames line (profiles/folded_frames.py) was not used, for the reader
+    # to report; the block then has the names of its text
+    note: str | None = None
+    # the stack lines read so far (names as frames, count), until the frames line comes
+    lines: list[tuple[Stack, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,10 @@ class FoldedStyle:
     # the `# ebpf-profiler {...}` line before each block; without it the text is plain
     # folded, whose window and rate the reader must be told
     headers: bool = True
+    # the `# ebpf-profiler-frames {...}` line after each block (with headers, and not with
+    # per_pid, whose PID frames are no frames): addresses, mappings and build IDs, so that
+    # ebpf-upload's pprof keeps them (profiles/folded_frames.py)
+    frames: bool = True
 
 
 KERNEL_ANNOTATION = "_[k]"
@@ -119,10 +132,46 @@ def header(profile: Profile) -> str:
 
 
 def write_block(profile: Profile, style: FoldedStyle | None = None) -> str:
-    """One block: the header (unless style.headers is off), then the escaped stack lines."""
+    """One block: the header (unless style.headers is off), the escaped stack lines, and the
+    frames line (when style.frames applies)."""
     style = style or FoldedStyle()
-    head = header(profile) if style.headers else ""
-    return head + "".join(escape_line(line) + "\n" for line in folded_lines(profile, style))
+    if not (style.headers and style.frames) or style.per_pid:
+        head = header(profile) if style.headers else ""
+        return head + "".join(escape_line(line) + "\n" for line in folded_lines(profile, style))
+    # the same lines as folded_lines, each with the stacks that make it
+    groups: dict[str, list[tuple[Stack, int]]] = {}
+    for stack, count in profile.stacks.items():
+        if count > 0:
+            groups.setdefault(";".join(_names(stack, style)), []).append((stack, count))
+    ordered = sorted(groups.items())
+    lines = "".join(escape_line(f"{k} {sum(n for _, n in g)}") + "\n" for k, g in ordered)
+    return header(profile) + lines + frames_line([g for _, g in ordered])
+
+
+def _shown(f: Frame, text: str) -> bool:
+    """Whether `text`, a name in a stack line, is how write_block shows frame f."""
+    shown = frame_text(f.name)
+    return text == shown or (f.kind is FrameKind.KERNEL and text == shown + KERNEL_ANNOTATION)
+
+
+def _mismatch(lines: list[tuple[Stack, int]], groups: list[list[tuple[Stack, int]]]
+              ) -> str | None:
+    """Why the frames line's groups do not describe these stack lines, or None."""
+    if len(groups) != len(lines):
+        return f"describes {len(groups)} stack lines where the block has {len(lines)}"
+    for (names, count), group in zip(lines, groups, strict=True):
+        if sum(n for _, n in group) != count:
+            return f"counts differ from those of the stack line {_line(names)!r}"
+        for stack, _n in group:
+            if len(stack) != len(names) or not all(
+                    _shown(f, t.name) for f, t in zip(stack, names, strict=True)):
+                return f"has other frames than the stack line {_line(names)!r}"
+    return None
+
+
+def _line(names: Stack) -> str:
+    text = ";".join(f.name for f in names)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _looks_binary(first: str) -> bool:
@@ -157,6 +206,8 @@ class FoldedParser:
             events += self._finish()
             self._block = self._header(line[len(HEADER):])
             self._last_until = self._block.profile.end_ns
+        elif line.startswith(FRAMES):
+            self._frames_line(line[len(FRAMES):])
         elif line.strip() == WINDOW_END:
             events += self._finish()
             events.append(WindowEnd(self._last_until))
@@ -178,8 +229,34 @@ class FoldedParser:
                                  "more than a profile can hold (2^63-1)")
             if self._block is None:
                 self._block = Block(Profile(0, 0, 0), timed=False, rated=False)
-            self._block.profile.add(self._stack(stack), n)
+            names = self._stack(stack)
+            self._block.profile.add(names, n)
+            self._block.lines.append((names, n))
         return events
+
+    def _frames_line(self, text: str) -> None:
+        """Put back the frames of the block's stack lines, if they are still those lines."""
+        try:
+            groups = read_frames(text)
+        except FramesError as exc:
+            raise self._fail(f"bad ebpf-profiler-frames line ({exc}); it is written by "
+                             "ebpf-symbolize: pipe its output unchanged, or drop the line"
+                             ) from None
+        block = self._block
+        if block is None:
+            block = self._block = Block(Profile(0, 0, 0), timed=False, rated=False)
+        why = _mismatch(block.lines, groups)
+        if why is not None:
+            block.note = (f"{self.source}:{self.lineno}: addresses and build IDs of this block "
+                          f"dropped, names kept: its frames line {why} (the text was changed "
+                          "after ebpf-symbolize wrote it)")
+        else:
+            stacks: dict[Stack, int] = {}
+            for group in groups:
+                for stack, n in group:
+                    stacks[stack] = stacks.get(stack, 0) + n
+            block.profile.stacks = stacks
+        block.lines = []
 
     def _stack(self, text: str) -> Stack:
         out = []
@@ -196,6 +273,8 @@ class FoldedParser:
 
     def _finish(self) -> list[Event]:
         b, self._block = self._block, None
+        if b is not None:
+            b.lines = []  # a frames line after the block's end is for no block
         self._frames.clear()  # a stream runs for days: keep names of the open block only
         return [b] if b is not None else []
 

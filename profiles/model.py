@@ -3,7 +3,8 @@
 A Frame is one resolved (or unresolved, with a reason) location; a Profile is the set of
 unique stacks with counts for one time window and one label set. Sinks in symbolizer/sinks/
 and the uploader take Profiles; they never see the recording. Folded text read back
-(profiles/folded.py) is a Profile too, whose frames carry names only.
+(profiles/folded.py) is a Profile too, whose frames carry names only unless the text has the
+symbolizer's frames lines (profiles/folded_frames.py).
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """Unwind tables in the kernel, for the BPF unwinder of bpf/profile.c.
 
 Each object's table (unwind/: built from .eh_frame once per machine, cached by build ID) is
-copied once into the `unwind_rows` array, back to back; each process gets its executable
-mappings as (start, end, bias, rows), so a new process that maps libc, ld.so and python
-costs one map update, not a table build. Objects with no table (JIT code, stripped CFI, an
-array that is full) get none: the BPF program takes frame-pointer steps through them.
+copied once into the `unwind_rows` array (recorder/row_space.py); each process gets its
+executable mappings as (start, end, bias, rows), so a new process that maps libc, ld.so and
+python costs one map update, not a table build. Objects with no table (JIT code, stripped CFI,
+an array that is full) get none: the BPF program takes frame-pointer steps through them. An
+object no process maps any more keeps its rows and its index until another object needs the
+space, the longest unused first: a recorder that runs for days does not fill up with the
+objects of processes long gone.
 
 Tables are loaded by a thread of their own: a cold build (python3.11: ~150 ms of Python) must
 not delay the snapshots of other new processes, which are read from /proc while they live.
@@ -15,13 +18,15 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from recorder.bpf_program import KERNEL_ROW, MAX_OBJECTS, MappingEntry, ProfileProgram
 from recorder.objects import ObjectFacts
 from recorder.procfs import Mapping, is_running, read_exec_mappings
+from recorder.row_space import RowSpace
 from recording.elf import ElfError, LoadSegment, read_elf_info, vaddr_of_offset
 from recording.untrusted import file_size, open_regular
 from unwind.cache import TableCache
@@ -65,6 +70,11 @@ def table_capacity(estimate: int, ceiling: int) -> int:
     return max(min(MIN_ROWS, ceiling), min(ceiling, 2 * estimate + MIN_ROWS))
 
 
+# A loaded table that no frame used for this long gives way when the rows run out, even if
+# processes map it (the BPF program asks for it again when a frame needs it).
+UNUSED_TABLE_S = 2.0
+USE_SCAN_S = 1.0  # how often the loader reads which tables frames used
+
 # One object may take at most this share of the rows, so that a giant (libLLVM: ~950k rows)
 # cannot leave every other object of the host to frame pointers.
 MAX_OBJECT_SHARE = 0.5
@@ -98,6 +108,7 @@ class UnwindStats:
     rows_loaded: int = 0
     objects_without_table: int = 0
     objects_over_capacity: int = 0
+    objects_evicted: int = 0  # unused objects whose rows or index another object took
     loaded_on_demand: int = 0
     problems: Counter[str] | None = None
 
@@ -129,6 +140,10 @@ class _Object:
     mapping: Mapping
     where: tuple[int, int] | None = None  # (first row, rows) once tried; (0, 0): no table
     users: set[int] = field(default_factory=set)
+    # did not fit when KernelTables._idle_gen was this: tried again once rows may be free
+    over_at: int | None = None
+    loaded_at: float = 0.0  # time.monotonic() of the load
+    last_used: float = 0.0  # when a frame was last seen using the table (0: never)
 
 
 class KernelTables:
@@ -141,7 +156,12 @@ class KernelTables:
         self._objects: dict[str, _Object] = {}
         self._by_index: list[_Object] = []
         self._procs: dict[int, list[tuple[Mapping, _Object | None, int | None]]] = {}
-        self._next = 0
+        self._space = RowSpace(capacity_rows)
+        # objects no process maps now, the longest unused first: evicted when space is short
+        self._idle: OrderedDict[int, _Object] = OrderedDict()
+        self._free_indices: list[int] = []
+        self._idle_gen = 0  # counts objects with rows that became unused
+        self._scanned_at = 0.0
         self.stats = UnwindStats(problems=Counter())
         # Work waiting for the loader: the newest process first. On a busy machine start-up
         # queues every process at once, and the loader needs seconds for them; a process
@@ -157,7 +177,7 @@ class KernelTables:
 
     @property
     def rows_used(self) -> int:
-        return self._next
+        return self._space.used
 
     def set_process(self, pid: int, mappings: list[tuple[Mapping, ObjectFacts | None]]) -> None:
         """Queue the process's mappings for the BPF unwinder (the ProcessTracker hook); a
@@ -179,6 +199,7 @@ class KernelTables:
         out = {"objects": s.objects_loaded, "rows": s.rows_loaded,
                "rows_capacity": self.capacity, "objects_without_table": s.objects_without_table,
                "objects_over_capacity": s.objects_over_capacity,
+               "objects_evicted": s.objects_evicted,
                "loaded_on_demand": s.loaded_on_demand}
         assert s.problems is not None
         out.update({f"problem_{k}": v for k, v in sorted(s.problems.items())})
@@ -233,6 +254,7 @@ class KernelTables:
                 if work is not None:
                     self._guarded(work)
                 self._guarded(self._load_wanted)
+                self._guarded(self._scan_used)
             finally:
                 with self._cond:
                     self._busy = False
@@ -258,8 +280,16 @@ class KernelTables:
                     obj = self._object(pid, m, facts)
             if obj is not None:
                 obj.users.add(pid)
+                self._idle.pop(obj.index, None)
                 if obj.where is None and _eager(obj.facts):
                     self._load(obj)
+                elif obj.over_at is not None and obj.over_at != self._idle_gen:
+                    # it did not fit; objects have been unused since, whose rows it may take
+                    obj.where = None
+                    self._load(obj)
+                    if obj.where is not None and obj.where[1] > 0:
+                        for other in obj.users - {pid}:
+                            self._write(other)
             entries.append((m, obj, bias))
         self._procs[pid] = entries
         self._write(pid)
@@ -267,11 +297,21 @@ class KernelTables:
     def _object(self, pid: int, m: Mapping, facts: ObjectFacts) -> _Object | None:
         obj = self._objects.get(facts.object_id)
         if obj is None:
-            if len(self._by_index) >= MAX_OBJECTS:
+            if not self._free_indices and len(self._by_index) >= MAX_OBJECTS and self._idle:
+                # every index taken: the longest unused object gives up its own
+                _i, old = self._idle.popitem(last=False)
+                self._evict(old)
+                del self._objects[old.facts.object_id]
+                self._free_indices.append(old.index)
+            if self._free_indices:
+                obj = _Object(self._free_indices.pop(), facts, pid, m)
+                self._by_index[obj.index] = obj
+            elif len(self._by_index) < MAX_OBJECTS:
+                obj = _Object(len(self._by_index), facts, pid, m)
+                self._by_index.append(obj)
+            else:
                 return None
-            obj = _Object(len(self._by_index), facts, pid, m)
             self._objects[facts.object_id] = obj
-            self._by_index.append(obj)
         return obj
 
     def _write(self, pid: int) -> None:
@@ -293,7 +333,64 @@ class KernelTables:
         for _m, obj, _b in self._procs.pop(pid, []):
             if obj is not None:
                 obj.users.discard(pid)
+                if not obj.users and self._objects.get(obj.facts.object_id) is obj:
+                    self._idle[obj.index] = obj
+                    self._idle.move_to_end(obj.index)
+                    if obj.where is not None and obj.where[1] > 0:
+                        self._idle_gen += 1
         self._program.forget_process(pid)
+
+    def _evict(self, obj: _Object) -> None:
+        """Take back an unused object's rows. Its users are gone, and with them the kernel's
+        mapping entries that point at the rows (forget_process), so no walk reads them."""
+        if obj.where is not None and obj.where[1] > 0:
+            self._space.free(*obj.where)
+        obj.where = None  # loaded again if a process maps it again
+        at = obj.index * 8
+        self._program.wanted[at:at + 2] = b"\0\0"  # and the BPF program may ask again
+        self.stats.objects_evicted += 1
+
+    def _scan_used(self) -> None:
+        """Which loaded tables frames used since the last scan (byte 1 of `wanted`)."""
+        now = time.monotonic()
+        if now - self._scanned_at < USE_SCAN_S:
+            return
+        self._scanned_at = now
+        wanted, end = self._program.wanted, len(self._by_index) * 8
+        at = wanted.find(b"\x01", 0, end)
+        while at >= 0:
+            if at % 8 == 1:
+                wanted[at] = 0
+                self._by_index[at // 8].last_used = now
+            at = wanted.find(b"\x01", at + 1, end)
+
+    def _unused_table(self) -> _Object | None:
+        """The loaded table to give way: one no process maps (the longest unused first),
+        else one no frame used for UNUSED_TABLE_S (the longest unused first)."""
+        for o in self._idle.values():
+            if o.where is not None and o.where[1] > 0:
+                return o
+        limit = time.monotonic() - UNUSED_TABLE_S
+        stale = [o for o in self._by_index if o.where is not None and o.where[1] > 0
+                 and o.loaded_at < limit and o.last_used < limit]
+        return min(stale, key=lambda o: (o.last_used, o.loaded_at), default=None)
+
+    def _alloc(self, count: int) -> int | None:
+        """Rows for a table, evicting tables nobody uses until an extent is free that holds
+        it."""
+        while True:
+            first = self._space.alloc(count)
+            if first is not None:
+                return first
+            victim = self._unused_table()
+            if victim is None:
+                return None
+            self._evict(victim)
+            # The processes that map it lose its rows before another table overwrites them.
+            # A walk already past their mapping entry on another CPU may still read a row
+            # being rewritten: one sample's frames, microseconds, on a rare event.
+            for pid in list(victim.users):
+                self._write(pid)
 
     def _load_wanted(self) -> None:
         """Tables that frames asked for (the BPF program set their `wanted` byte)."""
@@ -320,14 +417,19 @@ class KernelTables:
         if table is None or table.count == 0:
             obj.where = (0, 0)
             self.stats.objects_without_table += 1
-        elif (self._next + table.count > self.capacity
-              or table.count > self.capacity * MAX_OBJECT_SHARE):
+        elif (table.count > self.capacity * MAX_OBJECT_SHARE
+              or (first := self._alloc(table.count)) is None):
             obj.where = (0, 0)
-            self.stats.objects_over_capacity += 1
+            if obj.over_at is None:
+                self.stats.objects_over_capacity += 1
+            obj.over_at = self._idle_gen
         else:
-            obj.where = (self._next, table.count)
-            self._program.write_rows(self._next, kernel_rows(table.rows))
-            self._next += table.count
+            if obj.over_at is not None:  # it fits now
+                self.stats.objects_over_capacity -= 1
+                obj.over_at = None
+            obj.where = (first, table.count)
+            obj.loaded_at = time.monotonic()
+            self._program.write_rows(first, kernel_rows(table.rows))
             self.stats.objects_loaded += 1
             self.stats.rows_loaded += table.count
 

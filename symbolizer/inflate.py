@@ -13,7 +13,6 @@ caller turns into the object's reason.
 
 from __future__ import annotations
 
-import lzma
 import struct
 import zlib
 from collections.abc import Iterable
@@ -106,6 +105,10 @@ def zlib_inflated_size(chunks: Iterable[bytes], limit: int, name: str) -> int:
 
 def inflate_xz(data: bytes, name: str, limit: int = MAX_DEBUGDATA) -> bytes:
     """An xz stream (MiniDebugInfo) inflated to at most `limit` bytes."""
+    # loaded here: liblzma is a native library every start-up would pay for, and only
+    # objects with a .gnu_debugdata section (MiniDebugInfo) need it
+    import lzma
+
     d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
     try:
         out = d.decompress(data, max_length=limit)

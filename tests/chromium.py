@@ -24,7 +24,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from tests.conftest import skip_or_fail
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -71,9 +71,7 @@ def chromium_or_skip() -> str:
     found = shutil.which("chromium")
     if found:
         return found
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail("chromium is missing; scripts/setup.sh installs it")
-    pytest.skip("chromium is not installed")
+    skip_or_fail("chromium (installed by `make setup`) is not installed")
 
 
 def run(exe: str, page: Path, profile_dir: Path, *, fragment: str = "",

@@ -1,7 +1,9 @@
 """Shared test fixtures.
 
-BPF tests are marked `bpf`; they skip with a reason where BPF is unavailable and fail instead
-when CI=true, because CI runs as root on a kernel with BPF and must not silently skip them.
+BPF tests are marked `bpf`, tests that need root (and nothing of BPF) `root`; they skip with a
+reason where that is unavailable and fail instead when CI=true, because CI runs as root on a
+kernel with BPF and must not silently skip them. Likewise a tool that `make setup` installs
+(setup_tool, skip_or_fail) skips without it, and fails in CI.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -35,21 +38,51 @@ def bpf_unavailable_reason() -> str | None:
     return None
 
 
+def root_unavailable_reason() -> str | None:
+    return None if os.geteuid() == 0 else "needs root"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "root: needs root, not BPF (skips without; fails instead "
+                            "when CI=true)")
+
+
+# marker -> why the tests it marks cannot run here (None: they can)
+NEEDS = {"bpf": ("BPF", bpf_unavailable_reason), "root": ("root", root_unavailable_reason)}
+
+
 def pytest_collection_modifyitems(config, items):
-    reason = bpf_unavailable_reason()
-    if reason is None or in_ci():
-        return  # in CI, _fail_bpf_in_ci fails these tests instead
+    if in_ci():
+        return  # in CI, _fail_unrunnable_in_ci fails these tests instead
+    reasons = {marker: why() for marker, (_, why) in NEEDS.items()}
     for item in items:
-        if "bpf" in item.keywords:
-            item.add_marker(pytest.mark.skip(reason=reason))
+        for marker, reason in reasons.items():
+            if reason and marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+                break
 
 
 @pytest.fixture(autouse=True)
-def _fail_bpf_in_ci(request):
-    if "bpf" in request.keywords and in_ci():
-        reason = bpf_unavailable_reason()
-        if reason:
-            pytest.fail(f"BPF test cannot run in CI: {reason}")
+def _fail_unrunnable_in_ci(request):
+    if not in_ci():
+        return
+    for marker, (label, why) in NEEDS.items():
+        if marker in request.keywords and (reason := why()):
+            pytest.fail(f"{label} test cannot run in CI: {reason}")
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip a test whose tool or file `make setup` installs; in CI, where set-up has run, its
+    absence is a set-up bug, so the test fails instead of hiding it."""
+    if in_ci():
+        pytest.fail(f"cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+def setup_tool(name: str, package: str) -> str:
+    """Path of a program that scripts/setup.sh installs (Debian `package`); skip_or_fail."""
+    return shutil.which(name) or skip_or_fail(f"{name} ({package}, installed by `make setup`) "
+                                               "is not installed")
 
 
 def tool(name: str) -> str:

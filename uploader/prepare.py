@@ -21,8 +21,9 @@ log = logging.getLogger("ebpf-upload")
 
 def encode_body(p: Profile, fmt: str) -> bytes:
     if fmt == "pprof":
-        # Frames from a recording keep their mappings (build IDs) and addresses; frames read
-        # from folded text have names only.
+        # Frames from a recording, or from folded text with its frames lines
+        # (profiles/folded_frames.py), keep their mappings (build IDs) and addresses; frames
+        # of other folded text have names only.
         from symbolizer.sinks.pprof import profile_to_pprof_bytes  # loaded only for pprof
 
         return profile_to_pprof_bytes(p)

@@ -1,8 +1,9 @@
 """A recording as ebpf-upload's input: symbolized in-process with the symbolizer's library.
 
-Folded text carries frame names only. To send pprof that keeps what a server with debug info
-needs to symbolize on its side (mapping build IDs, location addresses, as Pyroscope v1 reads
-them), `ebpf-upload --format pprof run.parquet` reads the recording itself: each drain window
+`ebpf-upload --format pprof run.parquet` reads the recording itself, so that pprof keeps what
+a server with debug info needs to symbolize on its side (mapping build IDs, location
+addresses, as Pyroscope v1 reads them; folded text from ebpf-symbolize carries them in its
+frames lines, profiles/folded_frames.py): each drain window
 gives the symbolizer's Profiles (frames with object, build ID, address), which the uploader
 takes as they are, whatever the body format.
 """

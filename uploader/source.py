@@ -25,12 +25,16 @@ class BlockFiller:
     def __init__(self, opts: UploadOptions) -> None:
         self.opts = opts
         self._warned_rate = False
+        self._warned_frames = False
 
     def fill(self, b: Block | Profile) -> Profile:
         """A Profile from a recording is complete; a Block of text may lack window and rate."""
         o = self.opts
         block = b if isinstance(b, Block) else Block(b)
         p = block.profile
+        if block.note and not self._warned_frames:
+            log.warning("%s", block.note)
+            self._warned_frames = True
         if not block.timed:
             until = o.until_ns if o.until_ns is not None else time.time_ns()
             start = o.from_ns if o.from_ns is not None else until - int(o.upload_rate_s * 1e9)

@@ -1,5 +1,5 @@
 """Folded and pprof encoding of one window of 10,000 unique stacks (symbolizer/sinks), the
-synthetic system-wide window of tests/unit/system_profile.py: 300 processes, stacks of 5-66
+synthetic system-wide window of tests/helpers/system_profile.py: 300 processes, stacks of 5-66
 frames sharing prefixes, libc and kernel frames shared between processes. The HTML page of
 the same window is timed too (its size is in extra_info).
 """
@@ -12,7 +12,7 @@ import io
 import pytest
 
 from symbolizer.sinks import get_sink, html, pprof
-from tests.unit.system_profile import many_stacks
+from tests.helpers.system_profile import many_stacks
 
 STACKS = 10_000
 

@@ -7,6 +7,8 @@ address of it. Nothing comes from a live process, so every field is the attacker
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -50,8 +52,6 @@ def crafted_recording(out: Path, *, path: str, build_id: str | None, elf_addr: i
 
 
 def nm_address(path: Path, name: str) -> int:
-    import subprocess
-
     out = subprocess.run(["nm", "--defined-only", str(path)], capture_output=True, text=True,
                          check=True).stdout
     for line in out.splitlines():
@@ -138,3 +138,25 @@ def symtab_with(name: bytes, value: int, size: int) -> tuple[bytes, bytes]:
     strtab = b"\0" + name + b"\0"
     sym = b"\0" * 24 + struct.pack("<IBBHQQ", 1, 0x12, 0, 3, value, size)
     return sym, strtab
+
+
+GIB = 1 << 30
+RSS_LIMIT_KB = 600 * 1024  # ebpf-symbolize itself (pyarrow and all) is about 150 MB
+
+
+def max_rss_kb(cmd: list[str]) -> tuple[subprocess.CompletedProcess, int]:
+    """Run cmd under a fresh Python whose only child it is: its peak RSS, in KB."""
+    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], "
+             "capture_output=True, text=True, timeout=120); sys.stdout.write(r.stdout); "
+             "sys.stderr.write(r.stderr); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True,
+                       timeout=180)
+    return r, int(r.stderr.strip().splitlines()[-1])
+
+
+def symtab_bomb(declared: int = GIB) -> bytes:
+    _sym, strtab = symtab_with(b"f", 0x1000, 0x10)
+    return elf_with_sections([
+        (".symtab", SHT_SYMTAB, SHF_COMPRESSED, compressed(zlib_of_zeros(declared), declared), 2),
+        (".strtab", SHT_STRTAB, 0, strtab, 0)])

@@ -4,9 +4,11 @@ kernel and unresolved frames."""
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 
 from profiles.model import Frame, FrameKind, MappingInfo, Profile, Stack
+from symbolizer.sinks import pprof
 
 EXE = "/opt/app/workload-pie"
 EXE_BID = "1f2e3d4c5b6a79880716253443526170ffeeddcc"
@@ -110,3 +112,10 @@ def self_and_total(profiles: list[Profile]) -> tuple[Counter[str], Counter[str]]
 
 def stack_names(stack: Stack) -> list[str]:
     return [f.name for f in stack]
+
+
+def pprof_bytes(profiles) -> bytes:
+    """What the pprof sink writes for these profiles (gzipped protobuf)."""
+    buf = io.BytesIO()
+    pprof.write(profiles, buf)
+    return buf.getvalue()

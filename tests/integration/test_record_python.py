@@ -15,28 +15,7 @@ from tests.conftest import tool
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 
 PYENV = Path("/root/.pyenv/versions")
-WORKLOAD = '''
-import sys
-def work(n):
-    # the same cost per iteration at any n: i * i past 2**15 would need two 30-bit digits
-    # (Include/cpython/longintrepr.h) and make beta's second half slower than alpha's
-    s = 0
-    for i in range(n):
-        s = (s + i) & 0xFFFF
-    return s
-def alpha(n): return work(n)
-def beta(n): return work(2 * n)
-def gamma(n): return work(n)
-def main(rounds):
-    # rounds of varying length (a fixed seed: the same work every run), so the sampler's
-    # fixed 10 ms period cannot lock onto the loop's phase; 1:2:1 holds within every round
-    seed = 12345
-    for _ in range(rounds):
-        seed = (seed * 1103515245 + 12345) % 2**31
-        n = 10000 + seed % 20000
-        alpha(n); beta(n); gamma(n)
-main(int(sys.argv[1]))
-'''
+SHARES = Path(__file__).resolve().parents[1] / "helpers" / "shares.py"  # alpha:beta:gamma 1:2:1
 
 
 def interpreters() -> list[str]:
@@ -72,8 +51,7 @@ def design_shares(folded: str) -> tuple[dict[str, float], int, int]:
 def test_design_shares_by_python_function_with_native_frames(python, tmp_path):
     if not os.path.exists(python):
         pytest.fail(f"{python} is missing; the pyenv builds come with this machine")
-    script = tmp_path / "shares.py"
-    script.write_text(WORKLOAD)
+    script = SHARES
     out = tmp_path / "run.parquet"
     # fixed work (not time), so a loaded machine does not thin out the samples; at 400 Hz,
     # so that ~1,000 samples keep the shares' sampling error near 0.015
@@ -95,8 +73,7 @@ def test_design_shares_by_python_function_with_native_frames(python, tmp_path):
 
 
 def test_no_python_keeps_native_frames_only(tmp_path):
-    script = tmp_path / "shares.py"
-    script.write_text(WORKLOAD)
+    script = SHARES
     out = tmp_path / "run.parquet"
     r = subprocess.run([tool("ebpf-record"), "--no-progress", "--no-python", "--out", str(out),
                         "--", "/usr/bin/python3.11", str(script), "60"], capture_output=True,

@@ -10,7 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from perf_oracle import (
+
+from tests.integration.perf_oracle import (
     differences,
     our_names,
     perf_record,
@@ -99,7 +100,7 @@ def compare(tmp_path: Path, cmd: list[str], *, cwd: Path | None = None) -> tuple
     if perf_version() < (6, 3):
         # perf before 6.3 stretches an unstripped binary's zero-size `_init` over its PLT
         # (fixed upstream by synthesizing `sym@plt`); those stubs are checked against objdump
-        # in tests/unit/test_symbolizer_plt.py instead
+        # in tests/integration/test_symbolizer_plt.py instead
         expected = {k: v for k, v in expected.items()
                     if not ("_init" in v and any(n.endswith("@plt") for n in got.get(k, ())))}
     # ld.so's `_start` calls `_dl_start`, and the return address is where the label

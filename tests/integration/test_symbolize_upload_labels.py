@@ -13,9 +13,8 @@ import pytest
 from cli_common.command import run
 from symbolizer.cli import symbolize_main
 from tests.conftest import tool
-from tests.receiver import Receiver
-from tests.unit.test_discovery import APP_CID, NODE, SIDECAR_CID, FakeApi, _serve
-from tests.unit.test_symbolizer_labels import (
+from tests.helpers.kube_api import APP_CID, NODE, SIDECAR_CID, FakeApi, serve
+from tests.helpers.labelled import (
     COUNTS,
     CRIO_CID,
     DOCKER_CID,
@@ -23,11 +22,12 @@ from tests.unit.test_symbolizer_labels import (
     k8s,
     labelled_recording,
 )
+from tests.receiver import Receiver
 
 
 @pytest.fixture
 def api() -> Iterator[FakeApi]:
-    yield from _serve(FakeApi())
+    yield from serve(FakeApi())
 
 
 def upload(folded, rx: Receiver, tmp_path) -> None:

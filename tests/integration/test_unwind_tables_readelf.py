@@ -17,9 +17,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from readelf_cfi import cies_of, expected_rows, parse
 
 from recording.elf import elf_info_of_path
+from tests.integration.readelf_cfi import cies_of, expected_rows, parse
 from unwind.build import build_from_fd
 from unwind.table import (
     CFA_NAMES,

@@ -9,10 +9,13 @@ import io
 import pytest
 
 from profiles.folded import Block, escape_line, parse_lines, unescape_line
+from profiles.folded_frames import FRAMES
 from profiles.model import Frame, FrameKind, Profile
+from recording.errors import RecordingFormatError
 from symbolizer.sinks import SinkOptions
 from symbolizer.sinks.folded import FoldedSink
 from tests.helpers.profiles import names
+from tests.helpers.sinks import ALPHA, KSYS, MAIN, root, synthetic_profiles, user
 
 S = 1_000_000_000
 COMMS = ["#hidden", "# ebpf-profiler", "\\#x", "\\\\#y", "\\plain", "normal", "a#b", "#"]
@@ -41,7 +44,10 @@ def test_round_trip_keeps_every_process_name_and_count():
 
 def test_no_stack_line_is_a_comment_to_other_readers():
     # flamegraph.pl, speedscope and the Pyroscope readers see the escaped name as a frame
-    for line in written(COMMS).splitlines()[1:-1]:
+    ours = ("# ebpf-profiler ", FRAMES, "# ebpf-profiler-window-end")
+    stack_lines = [line for line in written(COMMS).splitlines() if not line.startswith(ours)]
+    assert len(stack_lines) == len(COMMS)
+    for line in stack_lines:
         assert not line.startswith("#"), line
     assert "\\#hidden;main;leaf1 1" in written(["#hidden"]).splitlines()
 
@@ -56,3 +62,87 @@ def test_escape_is_undone_exactly(comm):
     line = f"{comm};f 1"
     assert unescape_line(escape_line(line)) == line
     assert not escape_line(line).startswith("#")
+
+
+# ---- the frames line: addresses, mappings and build IDs through folded text (issue 11.7) ----
+
+def _blocks(text: str) -> list[Block]:
+    return [e for e in parse_lines(text.splitlines(keepends=True), "t") if isinstance(e, Block)]
+
+
+def _streamed(profiles: list[Profile], **style: bool) -> str:
+    out = io.BytesIO()
+    sink = FoldedSink(out, SinkOptions(stream=True, **style))
+    for p in profiles:
+        sink.write_profile(p)
+        sink.end_window()
+    return out.getvalue().decode()
+
+
+def test_frames_line_gives_back_every_frame_of_the_symbolizer():
+    """Every field pprof needs (address, mapping, build ID, lines, inlining, reasons) comes
+    back equal, and stacks that folded text merges by name stay apart."""
+    profiles = synthetic_profiles()
+    blocks = _blocks(_streamed(profiles))
+    assert [b.profile.stacks for b in blocks] == [p.stacks for p in profiles]
+    assert all(b.note is None for b in blocks)
+    # merged by name in the text, two stacks in the frames
+    p = Profile(0, S, 100)
+    p.add((root("app"), MAIN, ALPHA), 2)
+    p.add((root("app"), MAIN, user("alpha", 0x1200)), 5)
+    text = _streamed([p])
+    assert [line for line in text.splitlines() if not line.startswith("#")] == ["app;main;alpha 7"]
+    (b,) = _blocks(text)
+    assert b.profile.stacks == p.stacks
+
+
+def test_frames_line_with_kernel_annotations_and_escaped_names():
+    p = Profile(0, S, 100)
+    p.add((root("#x"), MAIN, Frame("a;b", address=5), KSYS), 3)
+    (b,) = _blocks(_streamed([p], kernel_annotations=True))
+    assert b.note is None and b.profile.stacks == p.stacks
+
+
+def test_no_frames_line_without_headers_or_with_pids():
+    p = synthetic_profiles()[0]
+    for style in ({"headers": False}, {"per_pid": True}):
+        assert FRAMES.strip() not in _streamed([p], **style)
+
+
+def test_an_edited_stack_line_keeps_the_text_and_says_so():
+    """The text is what counts: a line changed or filtered out between ebpf-symbolize and
+    ebpf-upload (sed, grep) leaves the block with the names of its text and a note."""
+    text = _streamed(synthetic_profiles()[:1])
+    lines = text.splitlines(keepends=True)
+    stack_lines = [i for i, line in enumerate(lines) if not line.startswith("#")]
+    renamed = list(lines)
+    with_main = next(i for i in stack_lines if ";main;" in lines[i])
+    renamed[with_main] = renamed[with_main].replace(";main;", ";renamed;", 1)
+    dropped = [line for i, line in enumerate(lines) if i != stack_lines[-1]]
+    recount = list(lines)
+    name, _, count = recount[stack_lines[0]].rstrip("\n").rpartition(" ")
+    recount[stack_lines[0]] = f"{name} {int(count) + 1}\n"
+    for edited, why in ((renamed, "other frames"), (dropped, "describes"),
+                        (recount, "counts differ")):
+        (b,) = _blocks("".join(edited))
+        assert b.note and why in b.note and "names kept" in b.note
+        assert all(f.address == 0 for stack in b.profile.stacks for f in stack)
+        want = {line.rstrip("\n").rpartition(" ")[0]: int(line.rpartition(" ")[2])
+                for line in edited if not line.startswith("#")}
+        assert names(b.profile) == want
+
+
+@pytest.mark.parametrize("body", [
+    "not json", "[]", '{"frames": 1, "stacks": []}',
+    '{"strings": ["a"], "frames": [{"n": 7}], "stacks": []}',
+    '{"strings": ["a"], "frames": [{"n": 0, "a": -1}], "stacks": []}',
+    '{"strings": ["a"], "frames": [{"n": 0, "a": true}], "stacks": []}',
+    '{"strings": ["a"], "frames": [{"n": 0, "k": "bogus"}], "stacks": []}',
+    '{"strings": ["a"], "frames": [{"n": 0, "m": 0}], "stacks": []}',
+    '{"strings": ["a"], "frames": [{"n": 0}], "stacks": [[[1, [3]]]]}',
+    '{"strings": [1], "frames": [], "stacks": []}',
+])
+def test_a_corrupt_frames_line_is_one_clear_error(body):
+    text = "a;b 1\n" + FRAMES + body + "\n"
+    with pytest.raises(RecordingFormatError, match=r"^t:2: bad ebpf-profiler-frames line"):
+        _blocks(text)

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import os
-import pwd
 
-import pytest
-
-from recorder.targets import GatedCommand, RunAs, child_environment, invoking_user
+from recorder.targets import RunAs, child_environment, invoking_user
+from tests.helpers.gated_command import run_gated
 
 SECRETS = {
     "PYROSCOPE_AUTH_TOKEN": "glc_secret_token",
@@ -19,22 +17,6 @@ SECRETS = {
 }
 KEPT = {"PYROSCOPE_APPLICATION_NAME": "my.app", "PYROSCOPE_SERVER_ADDRESS": "http://x:4040",
         "PATH": "/usr/bin:/bin", "MY_APP_TOKEN": "the command's own, not ours"}
-
-
-def run_gated(argv: tuple[str, ...], run_as: RunAs | None = None) -> str:
-    """Run a GatedCommand whose output goes to an inherited pipe; its output."""
-    r, w = os.pipe()
-    os.set_inheritable(w, True)
-    try:
-        cmd = GatedCommand(("bash", "-c", f"({' '.join(argv)}) >&{w}"), run_as)
-        cmd.release()
-    finally:
-        os.close(w)
-    code = cmd.wait()
-    with os.fdopen(r) as f:
-        out = f.read()
-    assert code == 0, out
-    return out
 
 
 def test_secrets_are_removed_and_the_rest_kept():
@@ -49,18 +31,6 @@ def test_the_command_does_not_see_the_uploaders_secrets(monkeypatch):
     for value in SECRETS.values():
         assert value not in out
     assert "PATH=" in out
-
-
-def test_under_sudo_the_command_runs_as_the_invoking_user():
-    if os.geteuid() != 0:
-        pytest.skip("needs root to change user")
-    run_as = invoking_user({"SUDO_UID": "65534", "SUDO_GID": "65534"})
-    nobody = pwd.getpwuid(65534)
-    assert run_as == RunAs(65534, 65534, tuple(os.getgrouplist(nobody.pw_name, 65534)),
-                           nobody.pw_name, nobody.pw_dir)
-    out = run_gated(("id -u; id -g; id -G; echo $HOME $USER $LOGNAME",), run_as).split("\n")
-    assert out[:3] == ["65534", "65534", " ".join(map(str, run_as.groups))]
-    assert out[3] == f"{nobody.pw_dir} {nobody.pw_name} {nobody.pw_name}"
 
 
 def test_who_the_command_runs_as():

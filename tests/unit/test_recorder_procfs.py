@@ -3,37 +3,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from recorder.objects import ObjectRegistry
 from recorder.procfs import descendants, is_running, parse_maps, parse_stat_ppid, snapshot
 from recorder.snapshots import ProcessTracker
-
-MAPS = """\
-55d0c0000000-55d0c0001000 r--p 00000000 08:01 1234 /opt/app/server
-55d0c0001000-55d0c0002000 r-xp 00001000 08:01 1234 /opt/app/server
-7f0000000000-7f0000001000 r-xp 00000000 00:00 0
-7f1000000000-7f1000100000 r-xp 00028000 08:01 99 /usr/lib/libc.so.6 (deleted)
-7ffd0000000-7ffd0002000 r-xp 00000000 00:00 0                          [vdso]
-"""
-
-
-def fake_proc(tmp_path: Path, pid: int, maps: str = MAPS, comm: str = "server (x)") -> Path:
-    d = tmp_path / "proc" / str(pid)
-    d.mkdir(parents=True)
-    (d / "comm").write_text(comm + "\n")
-    (d / "stat").write_text(f"{pid} ({comm}) S 1 {pid} {pid} 0 -1\n")
-    (d / "maps").write_text(maps)
-    (d / "cgroup").write_text("0::/system.slice/nginx.service\n")
-    uid = os.getuid()  # the process's user owns its perf map (recorder/perfmap.py)
-    (d / "status").write_text(f"Name:\t{comm}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
-    return tmp_path / "proc"
+from tests.helpers.fake_proc import MAPS, fake_proc
 
 
 def test_parse_maps_keeps_executable_mappings_only():
@@ -54,34 +33,6 @@ def test_stat_ppid_survives_parentheses_and_spaces_in_comm():
 def test_snapshot_of_a_vanished_process_is_a_reason_not_an_exception(tmp_path):
     snap = snapshot(424242, str(tmp_path))
     assert snap.reason and "exited" in snap.reason and snap.mappings == []
-
-
-def test_unreadable_and_buildid_less_objects_are_recorded_with_a_reason(tmp_path):
-    proc = fake_proc(tmp_path, 10)
-    mf = proc / "10" / "map_files"
-    mf.mkdir()
-    # an ELF without a build ID, and a file that is not ELF at all
-    src = tmp_path / "x.c"
-    src.write_text("int main(void){return 0;}\n")
-    subprocess.run(["gcc", "-Wl,--build-id=none", "-o", str(tmp_path / "nobid"), str(src)],
-                   check=True)
-    shutil.copy(tmp_path / "nobid", mf / "55d0c0001000-55d0c0002000")
-    (mf / "7f1000000000-7f1000100000").write_bytes(b"not an elf file at all")
-
-    registry = ObjectRegistry(str(proc))
-    rows = ProcessTracker(registry, None, str(proc)).observe(10)
-    objects = {r["path"]: r for r in rows if r["record"] == "object"}
-    server = objects["/opt/app/server"]
-    assert server["build_id"] is None and server["reason"] == "no GNU build ID note"
-    assert server["object_id"] == "/opt/app/server@08:01:1234"
-    assert server["phdrs"] and server["elf_type"] == "DYN"
-    libc = objects["/usr/lib/libc.so.6 (deleted)"]
-    assert libc["reason"].startswith("unreadable") and "not an ELF" in libc["reason"]
-    process = next(r for r in rows if r["record"] == "process")
-    assert process["comm"] == "server (x)" and process["ppid"] == 1
-    assert process["cgroup"] == "/system.slice/nginx.service"
-    mappings = [r for r in rows if r["record"] == "mapping"]
-    assert len(mappings) == 4 and {m["maps_seq"] for m in mappings} == {0}
 
 
 def test_mapping_changes_make_a_new_snapshot_and_perf_map_entries_are_read(tmp_path):

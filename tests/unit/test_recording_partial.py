@@ -4,7 +4,6 @@ complete drain window whatever kills the writer (SIGKILL, a full disk)."""
 from __future__ import annotations
 
 import os
-import random
 import signal
 import stat
 import subprocess
@@ -17,27 +16,7 @@ from recording.errors import OutputError
 from recording.reader import iter_batches, read_table
 from recording.writer import StreamRecordingWriter, open_writer
 from tests.conftest import tool
-
-META = [{"record": "meta", "key": "schema_version", "value": "1"}]
-
-
-def window(i: int, samples: int = 3) -> list[dict]:
-    start, end = i * 1_000_000_000, (i + 1) * 1_000_000_000
-    rows = [{"record": "sample", "window_start_ns": start, "window_end_ns": end, "pid": 100 + j,
-             "comm": "w", "count": 1, "user_stack": [0x400000 + i, 0x401000 + j]}
-            for j in range(samples)]
-    rows.append({"record": "window", "window_start_ns": start, "window_end_ns": end,
-                 "count": samples})
-    return rows
-
-
-def windows_of(path: Path | str) -> list[int]:
-    return [r["window_start_ns"] // 1_000_000_000
-            for r in read_table(str(path)).to_pylist() if r["record"] == "window"]
-
-
-def partials(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.name.endswith(".partial"))
+from tests.helpers.partial_recording import META, partials, window, windows_of
 
 
 def write(out: Path, n_windows: int) -> None:
@@ -108,7 +87,7 @@ KILLED_WRITER = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[2])
 from recording.writer import open_writer
-from tests.unit.test_recording_partial import META, window
+from tests.helpers.partial_recording import META, window
 w = open_writer(sys.argv[1])
 w.write_rows(META)
 for i in range(3):
@@ -178,61 +157,6 @@ def test_recover_refuses_what_is_not_a_partial_recording(tmp_path):
     assert r.returncode == 3
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-
-
-@pytest.fixture
-def small_fs(tmp_path):
-    """A 1 MiB tmpfs: writes fail with ENOSPC once it is full."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                       capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {r.stderr.decode().strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=True)
-
-
-def noisy_window(i: int, rng: random.Random) -> list[dict]:
-    """About 150 KB of incompressible stacks."""
-    rows = window(i, samples=0)
-    rows[:0] = [{"record": "sample", "window_start_ns": rows[-1]["window_start_ns"],
-                 "window_end_ns": rows[-1]["window_end_ns"], "pid": 1, "count": 1,
-                 "user_stack": [rng.getrandbits(63) for _ in range(60)]} for _ in range(300)]
-    return rows
-
-
-def test_disk_full_keeps_the_completed_windows_and_says_where(small_fs):
-    out = small_fs / "run.parquet"
-    rng = random.Random(1)
-    w = open_writer(str(out))
-    w.write_rows(META)
-    done = 0
-    with pytest.raises(OutputError) as err:
-        for i in range(100):
-            w.write_rows(noisy_window(i, rng))
-            w.end_window()
-            done += 1
-    assert done >= 2
-    [partial] = partials(small_fs)
-    message = str(err.value)
-    assert "disk full" in message and str(partial) in message and "--recover" in message
-    assert "\n" not in message
-    w.abort()
-    assert partials(small_fs) == [partial]  # kept: it holds the completed windows
-    assert windows_of(partial) == list(range(done))  # cut back to the last complete window
-
-
-def test_disk_full_before_any_window_leaves_nothing(small_fs):
-    filler = small_fs / "filler"
-    filler.write_bytes(b"\0" * ((1 << 20) - 4096))
-    out = small_fs / "run.parquet"
-    w = open_writer(str(out))
-    w.write_rows(META + noisy_window(0, random.Random(2)))
-    with pytest.raises(OutputError, match="disk full"):
-        w.end_window()
-    w.abort()
-    assert partials(small_fs) == []
 
 
 def test_an_aborted_writer_without_a_window_removes_its_partial(tmp_path):

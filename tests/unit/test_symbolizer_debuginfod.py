@@ -7,7 +7,6 @@ byte at a time, forever; endless bodies; redirects to another host.
 
 from __future__ import annotations
 
-import http.server
 import threading
 import time
 from collections.abc import Iterator
@@ -16,77 +15,16 @@ from pathlib import Path
 import pytest
 
 from symbolizer.debuginfod import DebuginfodClient
-
-BID = "ab" * 20
-BODY = b"\x7fELF" + b"\0" * 60
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    hits: list[str]
-    routes: dict[str, object]
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-    def do_GET(self) -> None:
-        self.hits.append(self.path)
-        route = self.routes.get(self.path.split("/buildid/")[0] or "/")
-        if callable(route):
-            route(self)
-        else:
-            self.send_error(404)
-
-
-def _trickle(h: _Handler) -> None:
-    h.send_response(200)
-    h.send_header("Content-Length", "100000")
-    h.end_headers()
-    try:
-        for _ in range(100000):
-            h.wfile.write(b"x")
-            h.wfile.flush()
-            time.sleep(0.2)  # well inside the client's per-read timeout
-    except OSError:
-        pass  # the client gave up
-
-
-def _endless_chunked(h: _Handler) -> None:
-    h.send_response(200)
-    h.send_header("Transfer-Encoding", "chunked")
-    h.end_headers()
-    try:
-        chunk = b"y" * 4096
-        for _ in range(100000):
-            h.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-    except OSError:
-        pass
-
-
-def _too_long(h: _Handler) -> None:
-    h.send_response(200)
-    h.send_header("Content-Length", str(1 << 40))
-    h.end_headers()
-
-
-def _file(h: _Handler) -> None:
-    h.send_response(200)
-    h.send_header("Content-Length", str(len(BODY)))
-    h.end_headers()
-    h.wfile.write(BODY)
-
-
-class Server:
-    def __init__(self, routes: dict[str, object]) -> None:
-        handler = type("H", (_Handler,), {"hits": [], "routes": routes})
-        self.hits: list[str] = handler.hits
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+from tests.helpers.debuginfod_server import (
+    BID,
+    BODY,
+    Handler,
+    Server,
+    endless_chunked,
+    one_file,
+    too_long,
+    trickle,
+)
 
 
 @pytest.fixture
@@ -116,7 +54,7 @@ def fetch_within(client: DebuginfodClient, seconds: float) -> tuple[str | None, 
 
 
 def test_trickling_server_is_cut_off_at_the_deadline(servers, tmp_path):
-    s = serve(servers, {"/": _trickle})
+    s = serve(servers, {"/": trickle})
     client = DebuginfodClient((s.url,), str(tmp_path), timeout_s=1.0, max_time_s=2.0)
     t0 = time.monotonic()
     path, problem = fetch_within(client, 15)
@@ -132,7 +70,7 @@ def test_trickling_server_is_cut_off_at_the_deadline(servers, tmp_path):
 
 
 def test_endless_body_is_cut_off_at_the_size_limit(servers, tmp_path):
-    s = serve(servers, {"/": _endless_chunked})
+    s = serve(servers, {"/": endless_chunked})
     client = DebuginfodClient((s.url,), str(tmp_path), timeout_s=5.0, max_size=1 << 20)
     path, problem = fetch_within(client, 30)
     assert path is None and "too large" in problem
@@ -140,16 +78,16 @@ def test_endless_body_is_cut_off_at_the_size_limit(servers, tmp_path):
 
 
 def test_declared_length_over_the_limit_is_refused_before_reading(servers, tmp_path):
-    s = serve(servers, {"/": _too_long})
+    s = serve(servers, {"/": too_long})
     client = DebuginfodClient((s.url,), str(tmp_path), timeout_s=5.0, max_size=1 << 20)
     path, problem = fetch_within(client, 10)
     assert path is None and f"{1 << 40} bytes is too large" in problem
 
 
 def test_redirect_to_another_host_is_not_followed(servers, tmp_path):
-    other = serve(servers, {"/": _file})
+    other = serve(servers, {"/": one_file})
 
-    def to_other(h: _Handler) -> None:
+    def to_other(h: Handler) -> None:
         h.send_response(302)
         h.send_header("Location", f"{other.url}{h.path}")
         h.end_headers()
@@ -163,12 +101,12 @@ def test_redirect_to_another_host_is_not_followed(servers, tmp_path):
 
 
 def test_redirect_within_the_server_is_followed(servers, tmp_path):
-    def moved(h: _Handler) -> None:
+    def moved(h: Handler) -> None:
         h.send_response(301)
         h.send_header("Location", f"/real/buildid/{BID}/debuginfo")
         h.end_headers()
 
-    s = serve(servers, {"/": moved, "/real": _file})
+    s = serve(servers, {"/": moved, "/real": one_file})
     client = DebuginfodClient((s.url,), str(tmp_path), timeout_s=5.0)
     path, problem = fetch_within(client, 10)
     assert problem is None and path is not None
@@ -190,28 +128,3 @@ def test_limits_come_from_elfutils_variables(monkeypatch):
     monkeypatch.setenv("DEBUGINFOD_MAXTIME", "nan")
     with pytest.raises(UsageError, match="DEBUGINFOD_MAXTIME='nan' is not a positive number"):
         options_from_args(parse_args(["x.parquet"]))
-
-
-def test_ebpf_symbolize_is_not_held_by_a_trickling_server(servers, fixture_bins, tmp_path):
-    # end to end, as the continuous chain runs it: the old client read one byte every 0.2 s
-    # of a 100 kB "debug file" (5.5 hours), well within its 10 s per-read timeout
-    import os
-    import subprocess
-
-    from tests.conftest import tool
-    from tests.helpers.crafted import crafted_recording, nm_address
-
-    s = serve(servers, {"/": _trickle})
-    lib = fixture_bins / "libfixture.so"
-    rec = crafted_recording(tmp_path / "r.parquet", path="/nonexistent/libfixture.so",
-                            build_id=BID, elf_addr=nm_address(lib, "lib_beta") + 4,
-                            layout_of=lib)
-    try:
-        r = subprocess.run([tool("ebpf-symbolize"), str(rec), "--cache-dir", str(tmp_path),
-                            "--debuginfod-url", s.url, "--debug-dir", str(tmp_path / "none")],
-                           capture_output=True, text=True, timeout=30,
-                           env={**os.environ, "DEBUGINFOD_MAXTIME": "2"})
-    except subprocess.TimeoutExpired:
-        pytest.fail("ebpf-symbolize still downloading from a trickling server after 30 s")
-    assert r.returncode == 0, r.stderr
-    assert "download not done within 2 s" in r.stderr

@@ -11,35 +11,19 @@ import zlib
 from pathlib import Path
 
 import pytest
-from unwind_synth import Cie, Fde, advance, def_cfa_offset, eh_frame, elf
 
 from symbolizer.options import default_cache_dir as symbolizer_default_cache_dir
+from tests.helpers.unwind_cache import BID_HEX, EH_ADDR, cache_file, object_bytes, object_file
+from tests.helpers.unwind_synth import Cie, Fde, advance, def_cfa_offset, eh_frame, elf
 from unwind import cache as cache_mod
 from unwind.build import TableProblem
 from unwind.cache import TableCache, default_cache_dir, table_for, valid_build_id
 from unwind.table import CFA_RSP, UnwindTable
 
-EH_ADDR = 0x20000
-BID = bytes(range(1, 21))
-BID_HEX = BID.hex()
-
-
-def object_bytes(*, build_id: bytes | None = BID, machine: int = 62, cfa: int = 16,
-                 sections: tuple[str, ...] = (".eh_frame",)) -> bytes:
-    cfi = eh_frame([Cie(), Fde(0x1000, 0x20, advance(1) + def_cfa_offset(cfa))], EH_ADDR).data
-    return elf({name: (EH_ADDR, cfi) for name in sections} | {".text": (0x1000, b"\xc3" * 32)},
-               build_id=build_id, machine=machine)
-
 
 @pytest.fixture
 def obj(tmp_path: Path) -> Path:
-    p = tmp_path / "libobj.so"
-    p.write_bytes(object_bytes())
-    return p
-
-
-def cache_file(root: Path, build_id: str = BID_HEX) -> Path:
-    return root / "unwind" / build_id[:2] / f"{build_id[2:]}.tbl"
+    return object_file(tmp_path)
 
 
 def test_default_root_is_the_symbolizers(monkeypatch, tmp_path):
@@ -231,16 +215,6 @@ def test_symlinked_cache_directory_turns_the_disk_cache_off(tmp_path, obj):
     c = TableCache(str(root))
     assert isinstance(c.table_for(str(obj)), UnwindTable)
     assert list(elsewhere.iterdir()) == [] and c.disk_problem
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory away")
-def test_directory_of_another_user_turns_the_disk_cache_off(tmp_path, obj):
-    root = tmp_path / "cache"
-    (root / "unwind").mkdir(parents=True, mode=0o700)
-    os.chown(root / "unwind", 65534, 65534)
-    c = TableCache(str(root))
-    assert isinstance(c.table_for(str(obj)), UnwindTable)
-    assert not cache_file(root).exists() and "not a directory of ours" in c.disk_problem
 
 
 def test_world_writable_root_turns_the_disk_cache_off_unless_sticky(tmp_path, obj):

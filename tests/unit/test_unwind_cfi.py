@@ -8,7 +8,8 @@ import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from unwind_synth import (
+
+from tests.helpers.unwind_synth import (
     NOP,
     RA,
     RBP,
@@ -33,7 +34,6 @@ from unwind_synth import (
     sleb,
     uleb,
 )
-
 from unwind import cfi
 from unwind.build import layout, uncovered
 from unwind.cfi import Bases, SectionDecoder

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from unwind_synth import (
+
+from tests.helpers.unwind_synth import (
     RA,
     RBP,
     REMEMBER,
@@ -27,7 +28,6 @@ from unwind_synth import (
     restore,
     sleb,
 )
-
 from unwind import pyelf
 from unwind.build import build_table, layout, object_info
 from unwind.cfi import Bases, SectionDecoder

@@ -24,8 +24,7 @@ from recorder.snapshots import ProcessTracker
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
-                                reason="needs root to act as an unprivileged user (setpriv)")
+pytestmark = pytest.mark.root  # to act as an unprivileged user (setpriv, util-linux)
 
 
 @pytest.fixture

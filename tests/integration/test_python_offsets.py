@@ -9,13 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from pydwarf import DwarfTypes
-from pyversions import BUILDS, DEBIAN_311, PYENV
 
 from recorder.python import gen_offsets
 from recorder.python.layout import ABSENT, OFFSET_FIELDS
 from recorder.python.offsets import OFFSETS
 from recording.elf import elf_info_of_path
+from tests.helpers.pydwarf import DwarfTypes
+from tests.helpers.pyversions import BUILDS, DEBIAN_311, PYENV
 
 VERSIONS = [tuple(map(int, minor.split("."))) for minor in BUILDS]
 

@@ -1,4 +1,4 @@
-"""Run by tests/unit/test_python_live.py under each CPython version (3.8+ syntax only).
+"""Run by tests/integration/test_python_live.py under each CPython version (3.8+ syntax only).
 
 Keeps known code objects alive, prints one JSON line describing them and the main thread's
 Python stack, then blocks reading stdin (so its frames stay put) until the test closes it.

@@ -15,6 +15,7 @@ from symbolizer.elfsyms import read_elf_symbols
 from symbolizer.normalize import ObjectInfo
 from symbolizer.options import SymbolizeOptions
 from symbolizer.sources import SymbolFinder
+from tests.conftest import skip_or_fail
 
 PROGRAM = r"""
 #include <math.h>
@@ -144,7 +145,7 @@ def test_glibc_aliases_chosen_as_perf_chooses():
     (test_symbolize_perf_names.py checks that on a recording)."""
     names = _debug_symtab_functions(LIBC)
     if "clock_gettime@@GLIBC_2.17" not in names or "__libc_start_main_impl" not in names:
-        pytest.skip("no versioned glibc .symtab here (install libc6-dbg)")
+        skip_or_fail("no versioned glibc .symtab here (install libc6-dbg)")
     table = table_of(LIBC)
     assert table.lookup(names["__GI___clock_gettime"])[0] == "clock_gettime@@GLIBC_2.17"
     assert table.lookup(names["__libc_start_main_impl"])[0] == "__libc_start_main@@GLIBC_2.34"

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from pyversions import PYENV, interpreters
 
 from recorder.procfs import Mapping, read_exec_mappings
 from recorder.python.code import read_code_objects
@@ -20,6 +19,7 @@ from recorder.python.process import PythonProcess, Unsupported, python_info
 from recorder.python.walk import python_threads
 from recording.pyframes import code_checksum
 from symbolizer.python import compute_line
+from tests.helpers.pyversions import PYENV, interpreters
 
 TARGET = Path(__file__).with_name("pydata") / "target.py"
 

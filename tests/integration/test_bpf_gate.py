@@ -29,14 +29,14 @@ def run_without_bcc(tmp_path: Path, ci: bool) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the gate checks root first")
+@pytest.mark.root  # the gate checks root first
 def test_bpf_tests_skip_with_a_reason_outside_ci(tmp_path):
     r = run_without_bcc(tmp_path, ci=False)
     assert r.returncode == 0, r.stdout
     assert "1 skipped" in r.stdout and "python3-bpfcc" in r.stdout
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the gate checks root first")
+@pytest.mark.root  # the gate checks root first
 def test_bpf_tests_fail_in_ci(tmp_path):
     r = run_without_bcc(tmp_path, ci=True)
     assert r.returncode == 1, r.stdout

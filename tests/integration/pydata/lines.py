@@ -1,4 +1,4 @@
-"""Run by tests/unit/test_python_lines.py under each CPython version (3.8+ syntax only).
+"""Run by tests/integration/test_python_lines.py under each CPython version (3.8+ syntax only).
 
 Prints one JSON document: for every code object of some stdlib modules (nested code too),
 its first line, line table and, for every instruction, the line the interpreter's own

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 
 from symbolizer import lines
 from symbolizer.lines import resolve_lines
+from tests.conftest import setup_tool, skip_or_fail
 
 # A program whose hot path is inlined two deep, one of the inlined calls inside a lexical
 # block, with the inlined helpers in a header: each frame's file differs from its caller's.
@@ -56,12 +55,7 @@ int main(int argc, char **argv)
 
 
 def _need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{tool} is missing; scripts/setup.sh installs it")
-        pytest.skip(f"{tool} is not installed")
-    return path
+    return setup_tool(tool, "binutils or elfutils")
 
 
 @pytest.fixture(scope="module")
@@ -211,9 +205,7 @@ def test_libc_debug_file_matches_addr2line():
     # Debian's libc6-dbg: real-world DWARF 5 with inlining, rnglists and many units.
     path = _libc_debug_file()
     if path is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("libc6-dbg is missing; scripts/setup.sh installs it")
-        pytest.skip("libc6-dbg is not installed")
+        skip_or_fail("libc6-dbg (installed by `make setup`) is not installed")
     nm = subprocess.run(["nm", str(path)], capture_output=True, text=True, check=True).stdout
     funcs = sorted({int(a, 16) for a, t, *_ in (ln.split() for ln in nm.splitlines())
                     if t in "Tt" and int(a, 16)})

@@ -16,6 +16,7 @@ from recording.reader import iter_batches
 from recording.schema import SCHEMA
 from symbolizer.cli import symbolize_main
 from symbolizer.sinks import SinkOptions, available_formats, get_sink
+from tests.conftest import skip_or_fail
 from tests.helpers.synthetic import synthetic_recording
 
 
@@ -110,8 +111,9 @@ def test_registry_knows_folded_and_streams():
     sink.write_profile(p)
     sink.end_window()
     sink.close()
-    text = out.getvalue().decode()
-    assert text.splitlines()[1:] == ["app;main;f:g 5", "# ebpf-profiler-window-end"]
+    lines = out.getvalue().decode().splitlines()
+    assert [lines[1], lines[3]] == ["app;main;f:g 5", "# ebpf-profiler-window-end"]
+    assert lines[2].startswith("# ebpf-profiler-frames ") and len(lines) == 4
 
 
 def test_what_a_library_prints_never_reaches_the_output(recording, tmp_path, capsysbinary,
@@ -145,7 +147,7 @@ def test_debug_dir_adds_to_usr_lib_debug(fixture_bins, tmp_path, capsys):
     bid = elf_info_of_path(libc).build_id or ""
     dbg = Path(f"/usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug")
     if not dbg.exists():
-        pytest.skip("libc6-dbg is not installed")
+        skip_or_fail("libc6-dbg (installed by `make setup`) is not installed")
     out = subprocess.run(["readelf", "-sW", str(dbg)], capture_output=True, text=True).stdout
     local = next(int(p[1], 16) for line in out.splitlines() if len(p := line.split()) == 8
                  and p[3] == "FUNC" and p[7] == "__libc_start_call_main")
@@ -234,7 +236,9 @@ def test_headers_are_what_flamegraph_pl_ignores_and_no_headers_drops_them(record
                                     capsys)
     assert rc == 0
     stacks, ignored = flamegraph_pl_lines(with_headers)
-    assert ignored == with_headers.count("# ebpf-profiler {") == 3
+    # a header before and a frames line after each of the 3 blocks
+    assert with_headers.count("# ebpf-profiler {") == 3
+    assert ignored == 3 + with_headers.count("\n# ebpf-profiler-frames {") == 6
     rc, plain, _ = symbolize([recording, "--window", "1s", "--no-headers", "--cache-dir",
                               tmp_path], capsys)
     assert rc == 0 and "#" not in plain

@@ -16,6 +16,7 @@ from recording.reader import iter_batches
 from recording.schema import SCHEMA, rows_to_batch
 from symbolizer.engine import Engine
 from symbolizer.options import SymbolizeOptions
+from tests.conftest import skip_or_fail
 
 T0 = 1_764_057_600_000_000_000
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
@@ -106,7 +107,7 @@ def exe(tmp_path_factory) -> Path:
 def test_interrupted_pc_at_a_function_start_after_the_trampoline(exe, tmp_path):
     restore = libc_symbol("__restore_rt")
     if restore is None:
-        pytest.skip("no glibc debug file here (libc6-dbg): __restore_rt is unnamed")
+        skip_or_fail("no glibc debug file here (libc6-dbg): __restore_rt is unnamed")
     syms = nm(exe)
     assert syms["busy"] - 1 >= syms["before"], "busy must follow before directly"
     layout = Layout()
@@ -130,7 +131,7 @@ def test_leaf_inside_the_trampoline_makes_the_next_entry_exact(exe, tmp_path):
     with the signal-frame augmentation) gives the interrupted pc."""
     restore = libc_symbol("__restore_rt")
     if restore is None:
-        pytest.skip("no glibc debug file here (libc6-dbg)")
+        skip_or_fail("no glibc debug file here (libc6-dbg)")
     syms = nm(exe)
     layout = Layout()
     layout.map(str(exe), 0x5555_0000_0000)

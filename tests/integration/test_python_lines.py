@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from pyversions import interpreters
 
 from recording.pyframes import NO_INSTRUCTION
 from symbolizer.python import compute_line, line_of, line_ranges
+from tests.helpers.pyversions import interpreters
 
 SCRIPT = Path(__file__).with_name("pydata") / "lines.py"
 

@@ -18,7 +18,6 @@ from html.parser import HTMLParser
 from urllib.parse import quote
 
 import pytest
-from system_profile import many_stacks, system_wide
 
 from profiles.model import Frame, Profile
 from symbolizer.sinks import html
@@ -36,6 +35,7 @@ from tests.helpers.sinks import (
     self_and_total,
     synthetic_profiles,
 )
+from tests.helpers.system_profile import many_stacks, system_wide
 
 
 class _Dom(HTMLParser):
