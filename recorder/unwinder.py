@@ -99,9 +99,17 @@ def kernel_rows(rows: bytes) -> bytes:
         return _kernel_rows_per_row(rows)  # a pc beyond 32 bits (never in practice)
     tails = _Tails()
     out = array("I", bytes(KERNEL_ROW.size * n))
-    out[0::2] = array("I", words[0::4].tobytes())
-    out[1::2] = array("I", map(tails.__getitem__, view.cast("Q")[1::2]))
+    # in chunks: each array call runs in C holding the GIL, and the main thread's drain must
+    # not wait for a whole table (~0.5 s for libLLVM's) while the stack maps fill
+    for at in range(0, n, KERNEL_ROWS_CHUNK):
+        end = min(n, at + KERNEL_ROWS_CHUNK)
+        out[2 * at:2 * end:2] = array("I", words[4 * at:4 * end:4].tobytes())
+        out[2 * at + 1:2 * end:2] = array("I", map(tails.__getitem__,
+                                                    view.cast("Q")[2 * at + 1:2 * end:2]))
     return out.tobytes()
+
+
+KERNEL_ROWS_CHUNK = 1 << 15  # rows per step of kernel_rows: a few ms each
 
 
 _TAIL = struct.Struct("<ihBB")  # the last 8 bytes of a ROW

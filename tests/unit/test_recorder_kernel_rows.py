@@ -6,6 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from recorder import unwinder
 from recorder.bpf_program import KERNEL_ROW
 from recorder.unwinder import _kernel_rows_per_row, kernel_rows
 from unwind.table import (
@@ -31,11 +32,16 @@ def pack(rows) -> bytes:
     return b"".join(ROW.pack(*r) for r in rows)
 
 
-@given(st.lists(row, max_size=40))
-def test_same_as_row_by_row(rows):
+@given(st.lists(row, max_size=40), st.integers(1, 8))
+def test_same_as_row_by_row(rows, chunk):
     plt_ok = [r for r in rows if r[3] != CFA_PLT or -128 <= r[2] < 128]  # slot is an s8
     data = pack(plt_ok)
-    assert kernel_rows(data) == _kernel_rows_per_row(data)
+    saved = unwinder.KERNEL_ROWS_CHUNK
+    unwinder.KERNEL_ROWS_CHUNK = chunk  # chunks of any size, a last one that is short
+    try:
+        assert kernel_rows(data) == _kernel_rows_per_row(data)
+    finally:
+        unwinder.KERNEL_ROWS_CHUNK = saved
 
 
 def test_fields():
