@@ -39,6 +39,29 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
+def rss_breakdown(pid: int) -> dict[str, int]:
+    """Resident KiB by kind of mapping (/proc/PID/smaps): what a target like 150 MiB is
+    spent on. anon: malloc arenas and large blocks, Python's object arenas, Arrow's pool."""
+    kinds: dict[str, int] = {}
+    kind = "anon"
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split()
+                if "-" in head[0] and not head[0].endswith(":"):
+                    name = head[5] if len(head) > 5 else ""
+                    kind = ("anon" if name in ("", "[heap]", "[stack]") else
+                            "libLLVM/libclang" if "libLLVM" in name or "libclang" in name else
+                            "BPF maps (mmapped)" if "bpf-map" in name else
+                            "libarrow/libparquet" if "libarrow" in name or "libparquet" in name
+                            else "other files" if name.startswith("/") else "other")
+                elif head[0] == "Rss:":
+                    kinds[kind] = kinds.get(kind, 0) + int(head[1])
+    except OSError:
+        pass
+    return kinds
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
@@ -63,10 +86,13 @@ def main() -> int:
         work = [subprocess.Popen([str(bins / "manystacks"), f"{seconds:g}"]) for _ in range(2)]
         t0 = time.monotonic()
         series: list[tuple[float, int]] = []
+        breakdown: dict[str, int] = {}
         while rec.poll() is None and time.monotonic() - t0 < seconds + 10:
             got = rss_kib(rec.pid)
             if got is not None:
                 series.append((time.monotonic() - t0, got))
+                if time.monotonic() - t0 < seconds:
+                    breakdown = rss_breakdown(rec.pid) or breakdown  # the last while sampling
             time.sleep(a.every)
         for w in work:
             w.wait()
@@ -97,6 +123,9 @@ def main() -> int:
         step = max(1, len(series) // 12)
         print("  RSS series (s, MiB): " + ", ".join(f"{t:.0f}:{v / 1024:.0f}"
                                                    for t, v in series[::step]))
+    if breakdown:
+        print("  recorder RSS at the last reading, MiB: " + ", ".join(
+            f"{k} {v / 1024:.1f}" for k, v in sorted(breakdown.items(), key=lambda kv: -kv[1])))
     m = re.search(r"recorder CPU .*", rest)
     if m:
         print(f"  {m.group(0)}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.bpfmaps import BatchDrainer
+from recorder.memory import release_compiler_memory
 from recorder.options import RecordOptions, stack_entries_for
 from recording.errors import EnvironmentProblem
 
@@ -148,10 +149,10 @@ class ProfileProgram:
                         for i in (0, 1)]
         self._stacks = [BatchDrainer(lib, self.bpf[f"stacks{i}"].map_fd, 8, _STACK_SIZE, 1024)
                         for i in (0, 1)]
-        # The rows array is BPF_F_MMAPABLE: tables are copied in with one memcpy each.
-        self._rows = mmap.mmap(self.bpf["unwind_rows"].map_fd, rows_size * KERNEL_ROW.size,
-                               mmap.MAP_SHARED,
-                               mmap.PROT_READ | mmap.PROT_WRITE)
+        # The rows array is BPF_F_MMAPABLE: tables are copied in with one memcpy each, through
+        # a mapping of the pages written only (write_rows), as the array (32 MiB by default)
+        # mapped whole would stay in the recorder's RSS for the run.
+        self._rows_fd = self.bpf["unwind_rows"].map_fd
         self._procs = self.bpf["procs"]
         # one u64 per object: 0 unasked, 1 asked by a frame, 2 answered
         self.wanted = mmap.mmap(self.bpf["wanted"].map_fd, MAX_OBJECTS * 8, mmap.MAP_SHARED,
@@ -234,10 +235,16 @@ class ProfileProgram:
     # -- unwinder tables -------------------------------------------------------------------
     def write_rows(self, at: int, rows: bytes) -> None:
         """Copy kernel-form rows (recorder/unwinder.kernel_rows) to [at, at + len / 8)."""
-        end = at * KERNEL_ROW.size + len(rows)
+        start = at * KERNEL_ROW.size
+        end = start + len(rows)
         if at < 0 or end > self.rows_size * KERNEL_ROW.size:
             raise ValueError("unwind rows outside the array")
-        self._rows[at * KERNEL_ROW.size:end] = rows
+        if not rows:
+            return
+        first = start - start % mmap.PAGESIZE  # array_map_mmap() maps from a page offset
+        with mmap.mmap(self._rows_fd, end - first, mmap.MAP_SHARED,
+                       mmap.PROT_READ | mmap.PROT_WRITE, offset=first) as window:
+            window[start - first:end - first] = rows
 
     def set_mappings(self, tgid: int, mappings: list[MappingEntry]) -> None:
         """The process's executable mappings, sorted by start, for the BPF unwinder."""
@@ -305,31 +312,6 @@ class ProfileProgram:
 
     def close(self) -> None:
         with contextlib.suppress(BufferError, ValueError):
-            self._rows.close()
             self.wanted.close()
         self.bpf.cleanup()
 
-
-MADV_PAGEOUT = 21  # include/uapi/asm-generic/mman-common.h (Linux 5.4+)
-_COMPILER_LIBS = ("libLLVM", "libclang")
-
-
-def release_compiler_memory(maps: str = "/proc/self/maps") -> None:
-    """Give back what bcc's in-process clang/LLVM used to compile the program: freed heap
-    (malloc_trim) and the resident code pages of libLLVM and libclang-cpp (~80 MiB; clean file
-    pages, so MADV_PAGEOUT only drops them: they are read again if ever needed). Nothing after
-    the compile runs LLVM, so a long run keeps that much less RSS."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    with contextlib.suppress(AttributeError, OSError):
-        libc.malloc_trim(0)
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    try:
-        with open(maps) as f:
-            lines = f.readlines()
-    except OSError:
-        return
-    for line in lines:
-        parts = line.split()
-        if len(parts) >= 6 and any(lib in parts[5] for lib in _COMPILER_LIBS):
-            start, end = (int(x, 16) for x in parts[0].split("-"))
-            libc.madvise(start, end - start, MADV_PAGEOUT)  # a failure only keeps the pages

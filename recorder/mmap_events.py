@@ -30,6 +30,7 @@ import ctypes
 import mmap
 import os
 import struct
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ MAX_PIDS = 8192
 KEEP_AFTER_EXIT_S = 30.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MmapRecord:
     start: int
     end: int
@@ -130,6 +131,10 @@ class MmapTracker:
         self._rings: list[_Ring] = []
         self.lost = 0
         self.procs: OrderedDict[int, ProcessMaps] = OrderedDict()
+        # exited pids in order of exit: pruned after KEEP_AFTER_EXIT_S whatever `procs`' order
+        # (a long-lived process that mapped something once would otherwise stay first in it
+        # and keep every exited one behind it until MAX_PIDS)
+        self._exited: OrderedDict[int, float] = OrderedDict()
         attr = ctypes.create_string_buffer(_attr(), _ATTR_SIZE)
         for cpu in cpus if cpus is not None else sorted(os.sched_getaffinity(0)):
             fd = self._libc.syscall(_NR_PERF_EVENT_OPEN, attr, -1, cpu, -1,
@@ -149,13 +154,16 @@ class MmapTracker:
             for rec in ring.read():
                 self._record(rec)
         now = time.monotonic()
-        while self.procs:
-            pid, p = next(iter(self.procs.items()))
-            if len(self.procs) > MAX_PIDS or (p.exited_at is not None
-                                              and now - p.exited_at > KEEP_AFTER_EXIT_S):
-                del self.procs[pid]
-            else:
+        while self._exited:
+            pid, at = next(iter(self._exited.items()))
+            if now - at <= KEEP_AFTER_EXIT_S:
                 break
+            del self._exited[pid]
+            p = self.procs.get(pid)
+            if p is not None and p.exited_at == at:
+                del self.procs[pid]
+        while len(self.procs) > MAX_PIDS:
+            self.procs.popitem(last=False)
 
     def mappings(self, pid: int) -> ProcessMaps | None:
         return self.procs.get(pid)
@@ -183,6 +191,8 @@ class MmapTracker:
             gone = self.procs.get(pid)
             if gone is not None and pid == tid:
                 gone.exited_at = time.monotonic()
+                self._exited.pop(pid, None)
+                self._exited[pid] = gone.exited_at
         elif rtype == PERF_RECORD_LOST:
             self.lost += struct.unpack_from("<QQ", rec, 8)[1]
 
@@ -194,11 +204,13 @@ class MmapTracker:
         prot, _flags = _PROT_FLAGS.unpack_from(rec, at + 24)
         if not prot & PROT_EXEC:
             return
-        path = _cstring(rec, at + 32)
+        # interned: the same few library paths are mapped by every process
+        path = sys.intern(_cstring(rec, at + 32))
         if path == "//anon":  # anonymous memory (a JIT's code): /proc/PID/maps leaves it blank
             path = ""
         self._proc(pid).mappings.append(
-            MmapRecord(addr, addr + length, pgoff, prot, path, f"{maj:02x}:{mnr:02x}", inode))
+            MmapRecord(addr, addr + length, pgoff, prot, path,
+                       sys.intern(f"{maj:02x}:{mnr:02x}"), inode))
 
     def close(self) -> None:
         for r in self._rings:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from cli_common.command import is_terminal
-from recorder import kheaders
+from recorder import kheaders, memory
 from recorder.bpf_program import (
     EV_MMAP,
     STAT_COUNTS_FULL,
@@ -30,7 +30,7 @@ from recorder.options import RecordOptions
 from recorder.procfs import Mapping, all_pids, descendants, is_running
 from recorder.python.frames import PythonFrames
 from recorder.snapshots import ProcessTracker, SnapshotHook
-from recorder.stack_copies import CopyUnwinder, parse_copy
+from recorder.stack_copies import MEMO_BYTES, CopyUnwinder, parse_copy
 from recorder.targets import GatedCommand, Target
 from recorder.unwinder import KernelTables, estimate_rows, table_capacity
 from recording.errors import EnvironmentProblem, OutputError
@@ -42,6 +42,9 @@ from unwind.cache import TableCache
 RECORDER_VERSION = "0.1.0"
 # A process not sampled for this long is forgotten (see ProcessTracker.forget_idle).
 IDLE_FORGET_SECONDS = 60.0
+# How often malloc's free pages go back to the kernel (recorder/memory.py); a trim costs
+# ~1 ms, and a window's transient buffers are freed by then.
+TRIM_SECONDS = 10.0
 
 
 def cpu_seconds() -> float:
@@ -121,6 +124,7 @@ class Recorder:
     def run(self) -> Summary:
         opts = self.opts
         headers_note = check_environment()
+        memory.tune_malloc()  # before the compile: its large blocks go back when freed
         cpu0 = cpu_seconds()
         t0 = time.monotonic()
         summary = Summary()
@@ -138,8 +142,8 @@ class Recorder:
             writer = open_writer(opts.out)
             ksyms = KernelSymbols.load()
             vdso = read_vdso()
-            # tables go to the kernel once, so a small memory cache is enough (keeps RSS low)
-            tables = (KernelTables(program, TableCache(capacity=4), rows)
+            # each object's table goes to the kernel once: no table is kept in memory
+            tables = (KernelTables(program, TableCache(max_bytes=0), rows)
                       if program.dwarf else None)
             self.tables = tables
             self.mmaps = self._open_mmap_tracking(summary)
@@ -152,7 +156,7 @@ class Recorder:
                 writer.write_rows(ksyms.all_rows())
             program.open_events(self._on_event)
             if tables is not None:
-                self.copies = CopyUnwinder(tables, TableCache(capacity=16))
+                self.copies = CopyUnwinder(tables, TableCache(max_bytes=MEMO_BYTES))
                 program.open_copies(self._on_copy)
             if self.target.mode == "pid":
                 # Children that exist already; the fork tracepoint adds later ones.
@@ -249,6 +253,7 @@ class Recorder:
         pending_rows: list[Row] = []
         total = 0
         next_forget = start + IDLE_FORGET_SECONDS
+        next_trim = start + TRIM_SECONDS
         lost_before = 0
         while True:
             now = time.time()
@@ -296,6 +301,9 @@ class Recorder:
                         if self.python is not None:
                             self.python.forget(pid)
                     next_forget = now + IDLE_FORGET_SECONDS
+                if now >= next_trim:
+                    memory.trim()
+                    next_trim = now + TRIM_SECONDS
                 if self.progress:
                     # (file size is not shown: Parquet row groups are written every 50k rows)
                     print(f"\rebpf-record: {now - start:6.1f} s  {total:>9,} samples  "

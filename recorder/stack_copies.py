@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import struct
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass
 
 from recorder.bpf_program import MAX_STACK_DEPTH, StackCount
@@ -30,7 +30,7 @@ RED_ZONE = 128
 COPY_WAIT_DRAINS = 2
 # Tables kept in memory for the copies (a busy machine starts processes of the same few objects
 # all the time; loading each from the disk cache again cost a core): 16 MiB of rows at most,
-# the least recently used dropped first.
+# the least recently used dropped first (the cache the CopyUnwinder is given; session.py).
 MEMO_BYTES = 16 << 20
 
 
@@ -69,8 +69,6 @@ class CopyUnwinder:
         self._cache = cache
         self.pending: list[StackCopy] = []
         self.unwound = 0
-        self._memo: OrderedDict[tuple[str, str | None], UnwindTable | None] = OrderedDict()
-        self._memo_bytes = 0
 
     def add(self, copy: StackCopy) -> None:
         self.pending.append(copy)
@@ -113,38 +111,41 @@ class CopyUnwinder:
         if entries is None:
             return None
         entries = sorted(entries, key=lambda e: e[0])
-        starts = [e[0] for e in entries]
-        reach: set[int] = set()
-        for c in copies:
-            words = memoryview(c.data[:len(c.data) & ~7]).cast("Q").tolist()
-            for word in (c.regs.pc, *words):
-                for pc in (word, word - 1):  # a return address is looked up at ra - 1
-                    i = bisect.bisect_right(starts, pc) - 1
-                    if i >= 0 and pc < entries[i][1]:
-                        reach.add(i)
+        reach = _reached([e for e in entries if e[4] is not None], copies)
         out = []
-        for i, (start, end, bias, build_id, path) in enumerate(entries):
+        for start, end, bias, build_id, path in entries:
             table = None
             # the kernel has its table (path): the same one, by build ID
-            if path is not None and i in reach:
+            if path is not None and start in reach:
                 table = self._table(path, build_id)
             out.append((start, end, bias, table))
         return ProcessTables(out)
 
     def _table(self, path: str, build_id: str | None) -> UnwindTable | None:
         # by build ID: the path is the process's own (/proc/PID/map_files/...)
-        key = ("", build_id) if build_id else (path, None)
-        if key in self._memo:
-            self._memo.move_to_end(key)
-            return self._memo[key]
         got = self._cache.table_for(path, build_id)
-        table = got if isinstance(got, UnwindTable) else None
-        size = len(table.rows) if table is not None else 0
-        if size > MEMO_BYTES // 4:
-            return table  # one huge table would push every other out
-        self._memo[key] = table
-        self._memo_bytes += size
-        while self._memo_bytes > MEMO_BYTES and len(self._memo) > 1:
-            _, old = self._memo.popitem(last=False)
-            self._memo_bytes -= len(old.rows) if old is not None else 0
-        return table
+        return got if isinstance(got, UnwindTable) else None
+
+
+def _reached(entries: list[tuple[int, int, int, str | None, str | None]],
+             copies: list[StackCopy]) -> set[int]:
+    """Starts of the (sorted) mappings that a pc or a stack word of the copies falls in. The
+    words are deduplicated and cut to the mappings' span first (in C: a set, a comparison):
+    most are data, stack or heap addresses, and a system-wide run unwinds hundreds of copies
+    of 1,024 words per drain."""
+    if not entries:
+        return set()
+    starts = [e[0] for e in entries]
+    ends = [e[1] for e in entries]
+    lo, hi = starts[0], max(ends)
+    words = {c.regs.pc for c in copies}
+    for c in copies:
+        words.update(memoryview(c.data[:len(c.data) & ~7]).cast("Q"))
+    reach: set[int] = set()
+    for word in words:
+        if lo <= word <= hi:
+            for pc in (word, word - 1):  # a return address is looked up at ra - 1
+                i = bisect.bisect_right(starts, pc) - 1
+                if i >= 0 and pc < ends[i]:
+                    reach.add(starts[i])
+    return reach

@@ -1,5 +1,9 @@
 """Unwind tables by build ID: built once per machine, kept in memory (LRU) and on disk.
 
+Memory holds at most `capacity` entries and `max_bytes` of rows (least recently used dropped
+first); a table larger than a quarter of `max_bytes` is not kept there at all (libLLVM's is
+15 MiB: it would push out every other), the disk cache serves it again.
+
 A build ID names the exact bytes of an object, so a table built once is valid forever:
 {cache_dir}/unwind/xx/rest.tbl, next to the symbolizer's {cache_dir}/symbols/ tree. A build
 ID comes from a file the recorder does not control (a process maps what it likes), so it is
@@ -32,6 +36,7 @@ _BUILD_ID = re.compile(r"(?:[0-9a-f]{2}){2,64}")
 # and bounds what a damaged cache file can make us read.
 MAX_TABLE_FILE = HEADER.size + MAX_BUILD_ID_BYTES + ROW.size * (16 << 20)
 DEFAULT_CAPACITY = 64
+DEFAULT_MAX_BYTES = 64 << 20
 
 
 def default_cache_dir() -> str:
@@ -58,10 +63,14 @@ class CacheStats:
 
 class TableCache:
     def __init__(self, cache_dir: str | None = None, *, use_disk: bool = True,
-                 capacity: int = DEFAULT_CAPACITY, size_limit: int = MAX_CFI_BYTES) -> None:
+                 capacity: int = DEFAULT_CAPACITY, max_bytes: int = DEFAULT_MAX_BYTES,
+                 size_limit: int = MAX_CFI_BYTES) -> None:
         root = cache_dir if cache_dir is not None else default_cache_dir()
         self.dir: str | None = os.path.join(root, "unwind") if use_disk else None
         self.capacity = max(1, capacity)
+        self.max_bytes = max(0, max_bytes)
+        self.bytes = 0  # rows held in memory
+        self._held: dict[int, int] = {}  # id of a value in memory -> keys it is under
         self.size_limit = size_limit
         self.stats = CacheStats()
         self.disk_problem: str | None = None  # why the disk cache is off, once known
@@ -169,10 +178,26 @@ class TableCache:
         return hit
 
     def _remember(self, key: tuple[str | int, ...], value: UnwindTable | TableProblem) -> None:
+        if _size(value) > self.max_bytes // 4:
+            return
+        old = self._mem.pop(key, None)
+        if old is not None:
+            self._release(old)
         self._mem[key] = value
-        self._mem.move_to_end(key)
-        while len(self._mem) > self.capacity:
-            self._mem.popitem(last=False)
+        # a table is often filed under two keys (its file and its build ID): counted once
+        held = self._held.get(id(value), 0)
+        self._held[id(value)] = held + 1
+        if not held:
+            self.bytes += _size(value)
+        while len(self._mem) > self.capacity or self.bytes > self.max_bytes:
+            self._release(self._mem.popitem(last=False)[1])
+
+    def _release(self, value: UnwindTable | TableProblem) -> None:
+        held = self._held.pop(id(value)) - 1
+        if held:
+            self._held[id(value)] = held
+        else:
+            self.bytes -= _size(value)
 
     # disk
     def _path(self, build_id: str) -> tuple[str, str]:
@@ -254,6 +279,10 @@ class TableCache:
             self.disk_problem = f"{root} is writable by other users; disk cache off"
             return False
         return True
+
+
+def _size(value: UnwindTable | TableProblem) -> int:
+    return len(value.rows) if isinstance(value, UnwindTable) else 0
 
 
 _default: TableCache | None = None

@@ -7,7 +7,8 @@ import os
 import shutil
 import struct
 
-from recorder.mmap_events import PERF_RECORD_MMAP2, MmapTracker, _attr
+from recorder import mmap_events
+from recorder.mmap_events import PERF_RECORD_EXIT, PERF_RECORD_MMAP2, MmapTracker, _attr
 from recorder.objects import ObjectRegistry
 from recorder.procfs import Mapping
 from recording.elf import elf_info_of_path
@@ -61,3 +62,22 @@ def test_a_gone_process_gets_its_object_when_device_and_inode_match(tmp_path):
     other = Mapping(0x1000, 0x2000, "r-xp", 0, dev, st.st_ino + 1, str(exe))
     _, facts = ObjectRegistry(str(proc)).object_for(77, other)
     assert facts is not None and facts.build_id is None and facts.reason
+
+
+def exit_record(pid: int) -> bytes:
+    body = struct.pack("<IIIIQ", pid, 1, pid, 1, 0)
+    return struct.pack("<IHH", PERF_RECORD_EXIT, 0, 8 + len(body)) + body
+
+
+def test_exited_processes_are_pruned_behind_a_long_lived_one(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(mmap_events.time, "monotonic", lambda: clock[0])
+    t = tracker()
+    t._record(mmap2(10, 0x400000, 8, 1, 1, "/usr/bin/server"))  # lives on, first in order
+    t._record(mmap2(20, 0x400000, 8, 1, 2, "/usr/bin/true"))
+    t._record(exit_record(20))
+    t.poll()
+    assert t.mappings(20) is not None  # kept a while for samples still in the kernel
+    clock[0] += mmap_events.KEEP_AFTER_EXIT_S + 1
+    t.poll()
+    assert t.mappings(20) is None and t.mappings(10) is not None

@@ -73,6 +73,52 @@ def test_memory_hit_on_the_second_call(obj, tmp_path):
     assert c.stats.memory_hits == 1 and c.stats.built == 1
 
 
+def _objects(tmp_path: Path, n: int) -> list[tuple[Path, str]]:
+    out = []
+    for i in range(n):
+        bid = bytes([i + 1]) * 20
+        p = tmp_path / f"lib{i}.so"
+        p.write_bytes(object_bytes(build_id=bid))
+        out.append((p, bid.hex()))
+    return out
+
+
+def test_memory_is_bounded_by_bytes_least_recently_used_first(tmp_path):
+    objs = _objects(tmp_path, 5)
+    size = len(TableCache(None, use_disk=False).table_for(str(objs[0][0])).rows)
+    # room for the rows of four tables (each is remembered under its file and its build ID,
+    # counted once)
+    c = TableCache(str(tmp_path / "c"), max_bytes=4 * size)
+    for p, bid in objs[:4]:
+        c.table_for(str(p), bid)
+    assert c.bytes == 4 * size
+    c.table_for(str(objs[0][0]), objs[0][1])  # the first is now the most recent
+    c.table_for(str(objs[4][0]), objs[4][1])
+    assert c.bytes == 4 * size
+    hits = c.stats.memory_hits
+    c.table_for(str(objs[0][0]), objs[0][1])
+    assert c.stats.memory_hits == hits + 1  # kept
+    disk = c.stats.disk_hits
+    c.table_for(str(objs[1][0]), objs[1][1])
+    assert c.stats.disk_hits == disk + 1  # the least recent: dropped, read from disk again
+
+
+def test_a_table_over_a_quarter_of_the_bound_is_not_kept(obj, tmp_path):
+    size = len(TableCache(None, use_disk=False).table_for(str(obj)).rows)
+    c = TableCache(str(tmp_path / "c"), max_bytes=4 * size - 1)
+    c.table_for(str(obj), BID_HEX)
+    c.table_for(str(obj), BID_HEX)
+    assert c.bytes == 0 and c.stats.memory_hits == 0 and c.stats.disk_hits == 1
+
+
+def test_no_table_is_kept_in_memory_with_max_bytes_zero(obj, tmp_path):
+    c = TableCache(str(tmp_path / "c"), max_bytes=0)
+    first = c.table_for(str(obj), BID_HEX)
+    assert isinstance(first, UnwindTable) and c.bytes == 0
+    again = c.table_for(str(obj), BID_HEX)
+    assert isinstance(again, UnwindTable) and again is not first and c.stats.disk_hits == 1
+
+
 @pytest.mark.parametrize("damage", [
     lambda b: b"",
     lambda b: b[:20],
