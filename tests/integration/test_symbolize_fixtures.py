@@ -90,9 +90,27 @@ def test_shares_live_and_after_strip_and_delete(exe, fixture_bins, tmp_path, cap
 
 
 def addr2line_names(obj: str, addrs: list[int]) -> dict[int, str]:
-    out = subprocess.run(["addr2line", "-f", "-e", obj, *(f"{a:#x}" for a in addrs)],
+    """addr2line's function of each address: the outermost of its inline chain (`-i`), which
+    is the function the symbol table names (ld.so's _dl_start_final is inlined into
+    _dl_start: plain `addr2line -f` prints the inlined one, perf and we the symbol)."""
+    out = subprocess.run(["addr2line", "-a", "-f", "-i", "-e", obj,
+                          *(f"{a:#x}" for a in addrs)],
                          capture_output=True, text=True, check=True).stdout.splitlines()
-    return {a: out[2 * i] for i, a in enumerate(addrs)}
+    names: dict[int, str] = {}
+    chain: list[str] = []
+    at: int | None = None
+    lines = iter(out)
+    for line in lines:
+        if line.startswith("0x"):  # -a: each address's chain starts with the address
+            if at is not None:
+                names[at] = chain[-1]
+            at, chain = int(line, 16), []
+        else:
+            chain.append(line)  # the function; the file:line follows
+            next(lines, None)
+    if at is not None:
+        names[at] = chain[-1]
+    return names
 
 
 # GCC names specialised copies `f.constprop.0`, `f.isra.0`, `f.part.0`, `f.cold` in .symtab,
