@@ -497,6 +497,8 @@ static __always_inline int unwind_frame(struct state_t *st, struct proc_t *proc,
     if (m == NULL)
         return fp_step(st);
     u32 object = m->object;
+    // Cheap on every frame: the verifier inlines lookups in an array map to a bounds check
+    // and an add (kernel/bpf/verifier.c calls array_map_gen_lookup), no helper call.
     u64 *want = wanted.lookup(&object);
     if (m->table_len == 0) {
         if (want && ((u8 *)want)[0] == 0)

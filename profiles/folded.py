@@ -118,11 +118,17 @@ def folded_lines(profile: Profile, style: FoldedStyle | None = None) -> list[str
             names = _names(stack, style)
             key = ";".join([*names[:1], str(pid), *names[1:]])
             merged[key] = merged.get(key, 0) + count
-    else:
-        for stack, count in profile.stacks.items():
-            key = ";".join(_names(stack, style))
-            merged[key] = merged.get(key, 0) + count
-    return [f"{k} {n}" for k, n in sorted(merged.items()) if n > 0]
+        return [f"{k} {n}" for k, n in sorted(merged.items()) if n > 0]
+    return [f"{k} {sum(n for _, n in g)}" for k, g in _line_groups(profile, style)]
+
+
+def _line_groups(profile: Profile, style: FoldedStyle) -> list[tuple[str, list[tuple[Stack, int]]]]:
+    """The stack lines, sorted, each with the stacks whose names make it."""
+    groups: dict[str, list[tuple[Stack, int]]] = {}
+    for stack, count in profile.stacks.items():
+        if count > 0:
+            groups.setdefault(";".join(_names(stack, style)), []).append((stack, count))
+    return sorted(groups.items())
 
 
 def header(profile: Profile) -> str:
@@ -138,12 +144,7 @@ def write_block(profile: Profile, style: FoldedStyle | None = None) -> str:
     if not (style.headers and style.frames) or style.per_pid:
         head = header(profile) if style.headers else ""
         return head + "".join(escape_line(line) + "\n" for line in folded_lines(profile, style))
-    # the same lines as folded_lines, each with the stacks that make it
-    groups: dict[str, list[tuple[Stack, int]]] = {}
-    for stack, count in profile.stacks.items():
-        if count > 0:
-            groups.setdefault(";".join(_names(stack, style)), []).append((stack, count))
-    ordered = sorted(groups.items())
+    ordered = _line_groups(profile, style)
     lines = "".join(escape_line(f"{k} {sum(n for _, n in g)}") + "\n" for k, g in ordered)
     return header(profile) + lines + frames_line([g for _, g in ordered])
 

@@ -173,8 +173,10 @@ def report(s: Summary, opts: RecordOptions) -> None:
                  else ""), file=sys.stderr)
     if s.unwind:
         u = s.unwind
-        print(f"{PROG}: unwind tables: {u['objects']:,} objects, {u['rows']:,} rows "
+        print(f"{PROG}: unwind tables: {u['objects']:,} objects, {u['rows']:,} rows in use "
               f"({u['rows'] * 8 / 2**20:.1f} of {u['rows_capacity'] * 8 / 2**20:.0f} MiB)"
+              + (f"; {u['rows_loaded']:,} rows loaded, {u['objects_evicted']:,} unused "
+                 f"objects evicted" if u["objects_evicted"] else "")
               + (f"; {u['objects_without_table']:,} objects without a table"
                  if u["objects_without_table"] else ""), file=sys.stderr)
         if u["objects_over_capacity"]:

@@ -250,8 +250,11 @@ class KernelTables:
     def summary(self) -> dict[str, int]:
         """Counters for the recording's stats rows and the end-of-run report."""
         s = self.stats
-        out = {"objects": s.objects_loaded, "rows": s.rows_loaded,
-               "rows_capacity": self.capacity, "objects_without_table": s.objects_without_table,
+        # rows: in the array now; rows_loaded: copied into it over the run, a table evicted
+        # and asked for again counted each time (so it can pass the capacity)
+        out = {"objects": s.objects_loaded, "rows": self._space.used,
+               "rows_loaded": s.rows_loaded, "rows_capacity": self.capacity,
+               "objects_without_table": s.objects_without_table,
                "objects_over_capacity": s.objects_over_capacity,
                "objects_evicted": s.objects_evicted,
                "loaded_on_demand": s.loaded_on_demand}

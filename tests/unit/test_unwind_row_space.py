@@ -108,6 +108,11 @@ def test_an_unused_object_gives_its_rows_to_a_new_one(tables):
     extents = sorted(o.where for o in tables._by_index if o.where and o.where[1])
     assert all(a[0] + a[1] <= b[0] for a, b in itertools.pairwise(extents))
     assert sum(n for _, n in extents) == tables.rows_used
+    # the summary says what is in the array, and what was copied into it over the run apart
+    summary = tables.summary()
+    assert summary["rows"] == tables.rows_used == 300 + 450  # cc1 kept, "as" evicted
+    assert summary["rows_loaded"] == 300 + 300 + 450 > summary["rows_capacity"]
+    assert summary["objects_evicted"] == tables.stats.objects_evicted
 
 
 def test_objects_in_use_are_never_evicted_and_a_late_fit_is_retried(tables, monkeypatch):
