@@ -187,3 +187,32 @@ def test_abort_after_a_complete_close_keeps_nothing(tmp_path):
     w.close()
     assert w.abort() is None
     assert windows_of(out) == [0]
+
+
+def test_a_stream_compresses_large_windows_only_and_reads_back_whole():
+    """A quiet host's window of a few rows goes out as it is (zstd per buffer costs more CPU
+    than it saves there); a busy one's is compressed; readers see every row either way."""
+    import io
+
+    import pyarrow as pa
+
+    from recording.schema import rows_to_batch
+
+    sink = io.BytesIO()
+    w = StreamRecordingWriter(sink)
+    sizes = [3, 400, 2]
+    for i, n in enumerate(sizes):
+        w.write_rows(META * (i == 0) + window(i, samples=n))
+        w.end_window()
+    w.close()
+    data = sink.getvalue()
+    read = pa.ipc.open_stream(data).read_all()
+    assert read.num_rows == 1 + sum(n + 1 for n in sizes)
+    assert [r["count"] for r in read.to_pylist() if r["record"] == "window"] == sizes
+    # body bytes per batch message against the same rows uncompressed
+    messages = pa.ipc.MessageReader.open_stream(data)
+    bodies = [m.body.size for m in messages if m.type == "record batch"]
+    plain = [pa.ipc.read_message(rows_to_batch(META * (i == 0) + window(i, samples=n))
+                                 .serialize()).body.size for i, n in enumerate(sizes)]
+    assert bodies[0] == plain[0] and bodies[2] == plain[2]  # as they are
+    assert bodies[1] * 3 < plain[1]  # compressed
