@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 from recorder.procfs import Mapping
 from recorder.rootfs import open_in_root
@@ -87,25 +88,37 @@ def _open_candidates(pid: int, m: Mapping, proc: str) -> list[Callable[[], int]]
             lambda: open_in_root(pid, path, proc)]
 
 
+# Objects the registry remembers at most: a build host runs a new test binary every few
+# seconds, each its own object, for days. The longest unseen is forgotten first; seen again,
+# it is read again and its object row written again (readers keep the first row of an
+# object_id: symbolizer/normalize.py add_object). 8,192 objects of ~1 KiB of facts each.
+MAX_KNOWN_OBJECTS = 8192
+
+
 class ObjectRegistry:
     """Reads each (dev, inode, path) once; remembers the object id for later mappings."""
 
-    def __init__(self, proc: str = "/proc") -> None:
+    def __init__(self, proc: str = "/proc", max_known: int = MAX_KNOWN_OBJECTS) -> None:
         self.proc = proc
-        self._ids: dict[tuple[str, int, str], str] = {}
-        self._emitted: set[str] = set()
-        self.facts: dict[str, ObjectFacts] = {}  # object_id -> facts (the unwinder's biases)
+        self.max_known = max_known
+        self._ids: OrderedDict[tuple[str, int, str], str] = OrderedDict()
+        # object_id -> facts (the unwinder's biases); an object written to the recording
+        self.facts: OrderedDict[str, ObjectFacts] = OrderedDict()
+        self.written = 0  # object rows written
 
     def __len__(self) -> int:
-        return len(self._emitted)
+        return self.written
 
     def object_for(self, pid: int, m: Mapping) -> tuple[str, ObjectFacts | None]:
         """(object_id, facts to write if this object is new to the recording)."""
         key = (m.dev, m.inode, m.path)
         known = self._ids.get(key)
-        if known is None and m.build_id is not None and m.build_id in self.facts:
-            known = m.build_id  # read before under its device and inode
         if known is not None:
+            self._ids.move_to_end(key)
+        elif m.build_id is not None and m.build_id in self.facts:
+            known = m.build_id  # read before under its device and inode
+        if known is not None and known in self.facts:
+            self.facts.move_to_end(known)
             return known, None
         facts = self._read(pid, m)
         if facts.build_id is None and facts.reason and m.inode and m.path.startswith("/"):
@@ -114,19 +127,26 @@ class ObjectRegistry:
             # inode), so a path that means another file here is never used. In another mount
             # namespace (a container's) it is not: the object stays without a build ID.
             facts = self._read_same_file(m) or facts
-        self._ids[key] = facts.object_id
-        self.facts.setdefault(facts.object_id, facts)
-        if facts.object_id in self._emitted:
+        self._remember(self._ids, key, facts.object_id)
+        if facts.object_id in self.facts:
+            self.facts.move_to_end(facts.object_id)
             return facts.object_id, None
-        self._emitted.add(facts.object_id)
+        self._remember(self.facts, facts.object_id, facts)
+        self.written += 1
         return facts.object_id, facts
 
     def add_memory_object(self, facts: ObjectFacts) -> bool:
-        if facts.object_id in self._emitted:
+        if facts.object_id in self.facts:
+            self.facts.move_to_end(facts.object_id)
             return False
-        self._emitted.add(facts.object_id)
-        self.facts.setdefault(facts.object_id, facts)
+        self._remember(self.facts, facts.object_id, facts)
+        self.written += 1
         return True
+
+    def _remember(self, table: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+        table[key] = value
+        while len(table) > self.max_known:
+            table.popitem(last=False)
 
     def _read_same_file(self, m: Mapping) -> ObjectFacts | None:
         try:
