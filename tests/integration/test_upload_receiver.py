@@ -50,7 +50,12 @@ def test_real_pyroscope_client_is_accepted_and_parsed(tmp_path):
     script.write_text(CLIENT)
     with Receiver(auth_token="tok-123", require_tenant=True) as rx:
         started = time.time()
-        subprocess.run([sys.executable, str(script), rx.url, "4"], check=True, timeout=60)
+        # Past the next 10 s boundary: the client's agent then sends a window on its own
+        # timer. What it holds at shutdown() is not always flushed (a 4 s run in a fresh-clone
+        # `make test` sent nothing at all), so a run that ends within one window can be empty.
+        seconds = 10 - started % 10 + 2
+        subprocess.run([sys.executable, str(script), rx.url, f"{seconds:.2f}"], check=True,
+                       timeout=60)
         deadline = time.time() + 15
         while not rx.ingests and time.time() < deadline:
             time.sleep(0.2)
