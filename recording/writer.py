@@ -124,7 +124,6 @@ class _Capture:
         data, self._out = bytes(self._out), bytearray()
         return data
 
-
     def close(self) -> bytes:
         self._writer.close()
         self.closed = True
