@@ -18,6 +18,8 @@ from typing import NoReturn
 
 import pytest
 
+from tests.helpers.workload_times import WorkloadTimes
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 
@@ -118,6 +120,12 @@ def rounds_for(fixture_bins: Path):
     def rounds(seconds: float) -> str:
         return str(max(50, round(seconds / per_round)))
     return rounds
+
+
+@pytest.fixture
+def workload_times(tmp_path: Path) -> WorkloadTimes:
+    """Where this test's fixture workload spent its CPU time (run it with .env())."""
+    return WorkloadTimes(tmp_path / "workload-times")
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tool
+from tests.helpers.workload_times import assert_shares_as_measured
 from tests.integration import debian_workloads
 from tests.integration.recorded_stacks import UserStack, reaches_entry, user_stacks
 from tests.integration.test_record import (
-    assert_design_shares,
     record,
     rows,
     wait_until_sampling,
@@ -62,14 +62,13 @@ def entry_share(stacks: list[UserStack]) -> tuple[float, int, list[tuple[str, in
     return (reached / total if total else 0.0), total, short.most_common(5)
 
 
-def chain_shares(stacks: list[UserStack], chain: tuple[str, ...]) -> dict[str, float]:
-    """Share of samples per leaf whose stack starts at the entry and ends with chain + leaf."""
-    total = sum(s.count for s in stacks)
+def chain_counts(stacks: list[UserStack], chain: tuple[str, ...]) -> Counter[str]:
+    """Samples per leaf whose stack starts at the entry and ends with chain + leaf."""
     got: Counter[str] = Counter()
     for s in stacks:
         if reaches_entry(s.frames) and s.frames[-len(chain) - 1:-1] == chain:
             got[s.frames[-1]] += s.count
-    return {leaf: n / total for leaf, n in got.items()}
+    return got
 
 
 def libc_symbol(name: str) -> int:
@@ -94,15 +93,15 @@ def text_file(tmp_path_factory) -> Path:
 
 # -- (a) the fixtures without frame pointers --------------------------------------------------
 def test_nofp_fixture_gives_the_design_shares_through_its_callers(fixture_bins, rounds_for,
-                                                                 tmp_path):
+                                                                 tmp_path, workload_times):
     out = tmp_path / "run.parquet"
     r = record(["--out", str(out), "--", str(fixture_bins / "workload-nofp"), "0"],
-               env={**os.environ, "WORKLOAD_ROUNDS": rounds_for(WORK_SECONDS)})
+               env=workload_times.env(WORKLOAD_ROUNDS=rounds_for(WORK_SECONDS)))
     assert r.returncode == 0, r.stderr
     stacks = recorded_stacks(out)
     assert sum(s.count for s in stacks) > 150
-    shares = chain_shares(stacks, ("main", "run_rounds"))
-    assert_design_shares(shares)
+    assert_shares_as_measured(chain_counts(stacks, ("main", "run_rounds")),
+                              sum(s.count for s in stacks), workload_times)
     share, total, short = entry_share(after_first_window(stacks))
     assert share >= ENTRY_SHARE, (total, short)
     # the entry is reached through glibc's start: _start -> ... -> __libc_start_call_main
@@ -175,11 +174,12 @@ def test_the_signal_trampoline_is_named(fixture_bins, tmp_path):
 
 
 # -- (d) frame pointers on request -------------------------------------------------------------
-def test_call_graph_fp_walks_frame_pointers_in_the_kernel(fixture_bins, rounds_for, tmp_path):
+def test_call_graph_fp_walks_frame_pointers_in_the_kernel(fixture_bins, rounds_for, tmp_path,
+                                                          workload_times):
     out = tmp_path / "run.parquet"
     r = record(["--out", str(out), "--call-graph", "fp", "--",
                 str(fixture_bins / "workload-pie"), "0"],
-               env={**os.environ, "WORKLOAD_ROUNDS": rounds_for(WORK_SECONDS)})
+               env=workload_times.env(WORKLOAD_ROUNDS=rounds_for(WORK_SECONDS)))
     assert r.returncode == 0, r.stderr
     samples = [s for s in rows(out, "sample") if s["user_stack"]]
     assert {s["user_unwinder"] for s in samples} == {"kernel-fp"}
@@ -195,7 +195,7 @@ def test_call_graph_fp_walks_frame_pointers_in_the_kernel(fixture_bins, rounds_f
     for s in stacks:
         if s.frames[-3:-1] == ("main", "run_rounds"):
             got[s.frames[-1]] += s.count
-    assert_design_shares({k: v / total for k, v in got.items()})
+    assert_shares_as_measured(got, total, workload_times)
 
 
 # -- (e) the unwinder counters -----------------------------------------------------------------
