@@ -142,9 +142,12 @@ class Recorder:
             writer = open_writer(opts.out)
             ksyms = KernelSymbols.load()
             vdso = read_vdso()
-            # each object's table goes to the kernel once: no table is kept in memory
-            tables = (KernelTables(program, TableCache(max_bytes=0), rows)
-                      if program.dwarf else None)
+            # One cache for the table loader and the stack copies, so a table both need is
+            # read or built once (an object without a build ID has no disk cache); bounded
+            # by MEMO_BYTES (each object's table goes to the kernel once, the copies keep
+            # asking for the same few: libc, ld.so, the interpreters).
+            cache = TableCache(max_bytes=MEMO_BYTES)
+            tables = KernelTables(program, cache, rows) if program.dwarf else None
             self.tables = tables
             self.mmaps = self._open_mmap_tracking(summary)
             tracker = ProcessTracker(ObjectRegistry(), vdso,
@@ -156,7 +159,7 @@ class Recorder:
                 writer.write_rows(ksyms.all_rows())
             program.open_events(self._on_event)
             if tables is not None:
-                self.copies = CopyUnwinder(tables, TableCache(max_bytes=MEMO_BYTES))
+                self.copies = CopyUnwinder(tables, cache)
                 program.open_copies(self._on_copy)
             if self.target.mode == "pid":
                 # Children that exist already; the fork tracepoint adds later ones.

@@ -30,7 +30,8 @@ RED_ZONE = 128
 COPY_WAIT_DRAINS = 2
 # Tables kept in memory for the copies (a busy machine starts processes of the same few objects
 # all the time; loading each from the disk cache again cost a core): 16 MiB of rows at most,
-# the least recently used dropped first (the cache the CopyUnwinder is given; session.py).
+# the least recently used dropped first (the cache the CopyUnwinder shares with the table
+# loader; session.py).
 MEMO_BYTES = 16 << 20
 
 

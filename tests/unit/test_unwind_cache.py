@@ -323,3 +323,38 @@ def test_module_level_table_for_uses_the_default_root(monkeypatch, tmp_path, obj
 def _write(p: Path, data: bytes) -> str:
     p.write_bytes(data)
     return str(p)
+
+
+def test_one_build_for_two_threads_and_other_tables_go_on_meanwhile(tmp_path, monkeypatch):
+    """The recorder's table loader and its stack-copy unwinder share the cache: an object
+    without a build ID (no disk cache) that both want is built once, and a build in one
+    thread does not hold up the other's lookups of other tables."""
+    slow, other = tmp_path / "slow", tmp_path / "other"
+    slow.write_bytes(object_bytes(build_id=None))
+    other.write_bytes(object_bytes(build_id=None, cfa=32))
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+    real_build = cache_mod.build_table
+
+    def build(fd, info, **kw):
+        calls.append(os.fstat(fd).st_ino)
+        if os.fstat(fd).st_ino == slow.stat().st_ino:
+            started.set()
+            assert release.wait(timeout=30)
+        return real_build(fd, info, **kw)
+
+    monkeypatch.setattr(cache_mod, "build_table", build)
+    c = TableCache(str(tmp_path / "cache"))
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(c.table_for(str(slow))))
+               for _ in range(2)]
+    threads[0].start()
+    assert started.wait(timeout=30)
+    threads[1].start()  # finds the build under way and waits for it
+    t = c.table_for(str(other))  # not held up by the build in progress
+    assert isinstance(t, UnwindTable) and t.lookup(0x1001).cfa_offset == 32
+    release.set()
+    for th in threads:
+        th.join(timeout=30)
+    assert len(got) == 2 and got[0] is got[1] and isinstance(got[0], UnwindTable)
+    assert calls.count(slow.stat().st_ino) == 1 and c.stats.built == 2
