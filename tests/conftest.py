@@ -101,12 +101,32 @@ def fixture_bins(tmp_path_factory) -> Path:
     return out
 
 
+class Pace:
+    """How fast the fixtures' loops run on this machine. `pace(seconds)` is WORKLOAD_ROUNDS
+    for about that much CPU time of the fixture workloads; `pace.loop_iterations(seconds)`
+    the iterations of their volatile add loop (fixtures/src: alpha, lib_beta, child_work)."""
+
+    # a workload round is alpha(u), lib_beta(2u), gamma_fn(u) of u * 1000 iterations each,
+    # u uniform in [UNIT, 2 * UNIT) with UNIT = 200 (fixtures/src/workload.c)
+    ITERATIONS_PER_ROUND = 4 * 1000 * (200 + 199 / 2)
+
+    def __init__(self, per_round: float) -> None:
+        self.per_round = per_round
+
+    def __call__(self, seconds: float, at_least: int = 50) -> str:
+        return str(max(at_least, round(seconds / self.per_round)))
+
+    def loop_iterations(self, seconds: float) -> int:
+        return max(1, round(seconds / self.per_round * self.ITERATIONS_PER_ROUND))
+
+
 @pytest.fixture(scope="session")
-def rounds_for(fixture_bins: Path):
+def rounds_for(fixture_bins: Path) -> Pace:
     """rounds_for(seconds): WORKLOAD_ROUNDS for about that much CPU time of the fixture
     workloads on this machine. Fixed work keeps a loaded machine from thinning out samples,
-    but machines differ (the same host ran 1,500 rounds in 1.2 s and in 3.5 s on two days):
-    calibrated once by the CPU time (not wall time, which load stretches) of 300 rounds."""
+    but machines differ (the same host ran 1,500 rounds in 1.2 s and in 3.5 s on two days,
+    and the loop's speed varies with the host CPU the VM runs on): calibrated once by the CPU
+    time (not wall time, which load stretches) of 300 rounds."""
     times = []
     for name in ("workload-pie", "workload-nofp"):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -115,11 +135,7 @@ def rounds_for(fixture_bins: Path):
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         times.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     # the faster of the two sets the pace: the other then works at least as long
-    per_round = max(min(times), 1e-3) / 300
-
-    def rounds(seconds: float) -> str:
-        return str(max(50, round(seconds / per_round)))
-    return rounds
+    return Pace(max(min(times), 1e-3) / 300)
 
 
 @pytest.fixture

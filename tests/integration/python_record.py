@@ -4,6 +4,7 @@ stack. The symbolizer names a Python frame `file.py qualname` (symbolizer/python
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -15,6 +16,54 @@ from tests.conftest import tool
 
 PYENV = Path("/root/.pyenv/versions")
 DEBIAN = "/usr/bin/python3.11"
+
+
+# work() costs the same per iteration at any n (see test_record_python.py); rounds of varying
+# length, so that the sampler's fixed period cannot lock onto a loop's phase
+COMMON = '''
+import ctypes, sys
+def set_comm(name):
+    ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME: the thread's comm
+def work(n):
+    s = 0
+    for i in range(n):
+        s = (s + i) & 0xFFFF
+    return s
+def lengths(rounds):
+    seed = 12345
+    for _ in range(rounds):
+        seed = (seed * 1103515245 + 12345) % 2**31
+        yield 10000 + seed % 20000
+'''
+
+# the CPU time of one round, measured in the interpreter itself: the fastest of three runs of
+# CALIBRATION_ROUNDS (a loaded machine only makes rounds slower, so more rounds than needed)
+CALIBRATION_ROUNDS = 60
+_CALIBRATE = COMMON + f"""
+import time
+best = None
+for _ in range(3):
+    t = time.process_time()
+    for n in lengths({CALIBRATION_ROUNDS}): work(n)
+    took = time.process_time() - t
+    best = took if best is None else min(best, took)
+print(best / {CALIBRATION_ROUNDS})
+"""
+
+
+@functools.cache
+def _seconds_per_round(python: str) -> float:
+    out = subprocess.run([python, "-c", _CALIBRATE], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    return max(float(out), 1e-6)
+
+
+def python_rounds(python: str, cpu_seconds: float) -> str:
+    """Rounds of COMMON's work() for about `cpu_seconds` of CPU in `python` on this machine
+    (fixed work keeps a loaded machine from thinning out the samples, but interpreters and
+    days differ: 500 rounds were 0.33 s of Debian's 3.11 in one fresh-clone run, too few for
+    its test's 200 samples at 400 Hz)."""
+    return str(max(50, round(cpu_seconds / _seconds_per_round(python))))
 
 
 def pyenv_python(minor: int) -> str:

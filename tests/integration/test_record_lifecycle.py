@@ -110,10 +110,12 @@ def by_name(leaves: Counter[tuple[int, str]]) -> Counter[str]:
     return c
 
 
-def test_short_lived_processes_named_as_perf_names_them(fixture_bins, tmp_path):
-    # 40 processes of ~15 ms of CPU each, without frame pointers, and 100 of /bin/true (a
-    # few ms each, most of it in ld.so and the kernel's exec)
-    script = (f"for i in $(seq 40); do WORKLOAD_ROUNDS=6 {fixture_bins}/workload-nofp 0; "
+def test_short_lived_processes_named_as_perf_names_them(fixture_bins, rounds_for, tmp_path):
+    # 40 processes of ~15 ms of CPU each (calibrated: a fixed 6 rounds were 19 samples of the
+    # recorder's in one run), without frame pointers, and 100 of /bin/true (a few ms each,
+    # most of it in ld.so and the kernel's exec)
+    rounds = rounds_for(0.015, at_least=1)
+    script = (f"for i in $(seq 40); do WORKLOAD_ROUNDS={rounds} {fixture_bins}/workload-nofp 0; "
               "done; for i in $(seq 100); do /bin/true; done")
     comms = {"workload-nofp", "true"}
     # perf every 1 ms of each process's CPU time (see perf_record_tree), the recorder at
@@ -131,10 +133,13 @@ def test_short_lived_processes_named_as_perf_names_them(fixture_bins, tmp_path):
     assert by_name(ours)["lib_beta"] > 0
 
 
-def test_children_forked_without_exec_named_as_perf_names_them(fixture_bins, tmp_path):
-    # 12 children of ~80 ms each, one after another, that never exec: they run on their
-    # parent's mappings (its snapshot, recorded as theirs)
-    out, theirs = side_by_side([str(fixture_bins / "lifecycle"), "forks", "12", "100"],
+def test_children_forked_without_exec_named_as_perf_names_them(fixture_bins, rounds_for,
+                                                               tmp_path):
+    # 12 children of ~80 ms of CPU each (a round is 10^6 iterations: calibrated, as a fixed
+    # 100 rounds were 31 ms in one run), one after another, that never exec: they run on
+    # their parent's mappings (its snapshot, recorded as theirs)
+    rounds = max(1, rounds_for.loop_iterations(0.08) // 1_000_000)
+    out, theirs = side_by_side([str(fixture_bins / "lifecycle"), "forks", "12", str(rounds)],
                                tmp_path, {"lifecycle"})
     ours = our_leaves(out, {"lifecycle"})
     parent = {pid for (pid, leaf), _ in theirs.items() if leaf == "native_warmup"}

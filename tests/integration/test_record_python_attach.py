@@ -10,14 +10,15 @@ import pytest
 
 from tests.conftest import tool
 from tests.integration.python_record import (
+    COMMON,
     DEBIAN,
     pyenv_python,
     python_frames,
     python_id,
+    python_rounds,
     record_folded,
     stacks,
 )
-from tests.integration.test_record_python_kinds import COMMON
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 
@@ -63,8 +64,9 @@ def test_processes_started_before_and_after_the_recorder(python, tmp_path):
     script = tmp_path / "attach.py"
     script.write_text(ATTACH)
     out = tmp_path / "run.parquet"
-    target = subprocess.Popen([python, str(script), "before", "500"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    # py-before's alpha ~1 s of CPU: ~400 samples at 400 Hz
+    target = subprocess.Popen([python, str(script), "before", python_rounds(python, 1.0)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     recorder = None
     try:
         assert target.stdout is not None and target.stdin is not None
@@ -120,8 +122,10 @@ for pid in children: os.waitpid(pid, 0)
 def test_unsupported_version_keeps_native_frames_and_says_why_once(minor, tmp_path):
     script = tmp_path / "old.py"
     script.write_text(UNSUPPORTED)
-    folded, err = record_folded(tmp_path, ["--", pyenv_python(minor), str(script), "400"],
-                                rate=100)
+    # three processes of ~0.6 s of CPU each: ~180 samples at 100 Hz
+    python = pyenv_python(minor)
+    folded, err = record_folded(tmp_path, ["--", python, str(script),
+                                           python_rounds(python, 0.6)], rate=100)
     why = [line for line in err.splitlines() if "not supported" in line]
     assert len(why) == 1, err
     assert why[0].startswith("ebpf-record: pid ") and f"CPython 3.{minor} " in why[0], why

@@ -11,34 +11,18 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.python_record import (
+    COMMON,
     DEBIAN,
     caller_shares,
     pyenv_python,
     python_frames,
     python_id,
+    python_rounds,
     record_folded,
     stacks,
 )
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
-
-# work() costs the same per iteration at any n (see test_record_python.py); rounds of varying
-# length, so that the sampler's fixed period cannot lock onto a loop's phase
-COMMON = '''
-import ctypes, sys
-def set_comm(name):
-    ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME: the thread's comm
-def work(n):
-    s = 0
-    for i in range(n):
-        s = (s + i) & 0xFFFF
-    return s
-def lengths(rounds):
-    seed = 12345
-    for _ in range(rounds):
-        seed = (seed * 1103515245 + 12345) % 2**31
-        yield 10000 + seed % 20000
-'''
 
 THREADS = COMMON + '''
 import threading
@@ -123,7 +107,9 @@ def _check_split(folded: str, filename: str, names: dict[str, str], shares: bool
 def test_threads_have_their_own_python_frames(python, tmp_path):
     script = tmp_path / "thr.py"
     script.write_text(THREADS)
-    folded, _ = record_folded(tmp_path, ["--", python, str(script), "600"])
+    # alpha's thread ~0.8 s of CPU: ~320 samples at 400 Hz
+    folded, _ = record_folded(tmp_path, ["--", python, str(script),
+                                         python_rounds(python, 0.8)])
     _check_split(folded, "thr.py", {"t-alpha": "alpha", "t-beta": "beta"})
 
 
@@ -132,7 +118,9 @@ def test_threads_have_their_own_python_frames(python, tmp_path):
 def test_asyncio_tasks_show_their_coroutines(python, tmp_path):
     script = tmp_path / "tasks.py"
     script.write_text(ASYNCIO)
-    folded, _ = record_folded(tmp_path, ["--", python, str(script), "600"])
+    # ~2.1 s of CPU in all: ~840 samples at 400 Hz
+    folded, _ = record_folded(tmp_path, ["--", python, str(script),
+                                         python_rounds(python, 0.7)])
     minor = int(python_id(python).split(".")[1]) if "pyenv" in python else 11
     # co_qualname exists from 3.11 on; before, a code object has its co_name only
     prefix = "Jobs." if minor >= 11 else ""
@@ -153,10 +141,11 @@ def test_asyncio_tasks_show_their_coroutines(python, tmp_path):
 def test_multiprocessing_workers_have_python_frames(python, method, tmp_path):
     script = tmp_path / "mp.py"
     script.write_text(MULTIPROCESSING)
-    # workers that live for several drain windows: code objects are read at the drain after
-    # their samples, so a worker that exits within its first window (600 rounds, ~1 s) may be
-    # gone by then and its Python frames stay unnamed (a known limit)
-    folded, _ = record_folded(tmp_path, ["--", python, str(script), "1500", method])
+    # workers that live for several drain windows (alpha's ~2 s of CPU): code objects are
+    # read at the drain after their samples, so a worker that exits within its first window
+    # may be gone by then and its Python frames stay unnamed (a known limit)
+    folded, _ = record_folded(tmp_path, ["--", python, str(script),
+                                         python_rounds(python, 2.0), method])
     # no 1:2 check: the two run in parallel, then beta alone, and the same work's CPU time
     # differs between the two phases on a loaded machine (threads share one GIL: they do not)
     _check_split(folded, "mp.py", {"p-alpha": "alpha", "p-beta": "beta"}, shares=False)
