@@ -263,6 +263,8 @@ class Recorder:
             wait = min(next_drain, deadline or next_drain) - now
             if wait > 0 and self.stop_reason is None:
                 program.poll_events(int(min(wait, 0.2) * 1000) + 1)
+            if self.tables is not None:
+                self.tables.poke()  # a table the BPF program asked for (the loader sleeps)
             pending_rows.extend(self._observe_pending(tracker))
             finished = self._finished(deadline)
             now = time.time()

@@ -172,3 +172,24 @@ def test_an_object_first_seen_in_a_process_gone_is_loaded_through_the_next(table
     tables.wait_idle()
     assert loaded(tables, 2) == [40, 300]
     assert tables.stats.problems == {"unreadable": 2}  # once per object, not per attempt
+
+
+def test_a_table_asked_for_is_loaded_once_the_main_loop_pokes_the_sleeping_loader(tables):
+    """A large object's table is loaded when a frame asks for it (the BPF program sets its
+    `wanted` byte). The loader does not poll for that: it sleeps until poke(), which the main
+    loop calls at each of its wake-ups; a frame's "used" byte (byte 1) is no request."""
+    tables.sizes = {"libLLVM": 500}
+    mapping, facts = obj("libLLVM")
+    facts.phdrs[0]["memsz"] = 64 << 20  # over EAGER_TEXT_BYTES: loaded on demand only
+    tables.set_process(1, [(mapping, facts)])
+    tables.wait_idle()
+    llvm = tables._objects["libLLVM"]
+    assert loaded(tables, 1) == [0] and llvm.where is None
+    wanted = tables._program.wanted  # type: ignore[attr-defined]
+    wanted[llvm.index * 8 + 1] = 1  # used (by a frame-pointer walk): not a request
+    tables.poke()
+    assert not tables._asked
+    wanted[llvm.index * 8] = 1  # asked for
+    tables.poke()
+    tables.wait_idle()
+    assert loaded(tables, 1) == [500] and wanted[llvm.index * 8] == 2  # answered
