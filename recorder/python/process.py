@@ -135,6 +135,14 @@ def python_info(pid: int, mappings: list[Mapping], proc: str = "/proc"
 
 
 def _read_object(pid: int, m: Mapping, proc: str) -> tuple[_ObjectSymbols | None, str]:
+    # Known by the mapping's device, inode and path (recorder/objects.py identifies objects
+    # by the same key): a busy host's new Python processes, each snapshotted 2-3 times (fork,
+    # exec, extension imports), then open nothing. Opening map_files took ~0.5 ms a snapshot
+    # here, a quarter of the recorder's main thread at 10 new Python processes a second.
+    mapped = (m.dev, m.inode, m.path)
+    known = _BY_MAPPING.get(mapped)
+    if known is not None and m.inode:
+        return known, ""
     problems = []
     for open_candidate in _open_candidates(pid, m, proc):
         try:
@@ -143,7 +151,11 @@ def _read_object(pid: int, m: Mapping, proc: str) -> tuple[_ObjectSymbols | None
                 if not stat.S_ISREG(st.st_mode):
                     problems.append("not a regular file")
                     continue
-                return _symbols_of(f, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)), ""
+                got = _symbols_of(f, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+                if len(_BY_MAPPING) >= _STORE_MAX:
+                    _BY_MAPPING.pop(next(iter(_BY_MAPPING)))
+                _BY_MAPPING[mapped] = got
+                return got, ""
         except (ElfError, ELFError, struct.error) as exc:
             return None, f"not a readable ELF file ({exc})"
         except (OSError, ValueError) as exc:
@@ -153,6 +165,7 @@ def _read_object(pid: int, m: Mapping, proc: str) -> tuple[_ObjectSymbols | None
 
 _STORE: dict[tuple[int, int, int, int], _ObjectSymbols] = {}
 _STORE_MAX = 64  # distinct interpreter binaries on one host: a handful
+_BY_MAPPING: dict[tuple[str, int, str], _ObjectSymbols] = {}
 
 
 def _symbols_of(f: BinaryIO, key: tuple[int, int, int, int]) -> _ObjectSymbols:
