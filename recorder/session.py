@@ -101,6 +101,9 @@ class Recorder:
         # library dlopen'ed since the last snapshot have no table until it is read)
         self.dirty: set[int] = set()
         self.forked_from: dict[int, int] = {}  # new pid -> the parent it forked from
+        # pids whose only event since their last snapshot was EV_MMAP: the kernel's mmap
+        # records extend that snapshot, no /proc read (a Python process's imports)
+        self.mapped: set[int] = set()
         self.event_uids: dict[int, int] = {}  # pid -> its uid when the event was sent
         self.mmaps: MmapTracker | None = None
         self.tables: KernelTables | None = None
@@ -112,6 +115,11 @@ class Recorder:
             self.forked_from[tgid] = ppid
         if uid is not None:
             self.event_uids[tgid] = uid
+        if reason == EV_MMAP:
+            if tgid not in self.pending and tgid not in self.dirty:
+                self.mapped.add(tgid)
+        else:
+            self.mapped.discard(tgid)  # a new process or an exec: read it whole
         batch = reason == EV_MMAP and self.opts.call_graph != "dwarf"
         (self.dirty if batch else self.pending).add(tgid)
 
@@ -387,7 +395,9 @@ class Recorder:
             uid = self.event_uids.pop(pid, None)
             if uid is not None:
                 tracker.perfmaps.note_uid(pid, uid)
-            rows.extend(tracker.observe(pid, self.forked_from.pop(pid, None)))
+            mapped = pid in self.mapped
+            self.mapped.discard(pid)
+            rows.extend(tracker.observe(pid, self.forked_from.pop(pid, None), mapped=mapped))
         return rows
 
     def _finished(self, deadline: float | None) -> bool:

@@ -32,11 +32,20 @@ def _cgroup_facts(cgroup_text: str | None) -> tuple[str | None, str | None]:
     return info.path, info.container_id
 
 
+def _perms(prot: int) -> str:
+    """/proc/PID/maps' permission column for a PROT_* mask (private: a shared executable
+    mapping of a file is rare, and the symbolizer reads only the x)."""
+    return "".join(c if prot & bit else "-" for bit, c in ((1, "r"), (2, "w"), (4, "x"))) + "p"
+
+
 @dataclass
 class _Known:
     seq: int
     key: ExecKey
     has_anon_exec: bool
+    # The mmap tracker's lost-record count when this snapshot was taken: an extension by its
+    # records is exact only if none was lost since.
+    mmap_lost: int
     snapshot: ProcessSnapshot  # the latest, extended by mmap records once the process is gone
     starts: list[int] = field(default_factory=list)  # sorted mapping starts, with ends
     ends: list[int] = field(default_factory=list)
@@ -63,19 +72,28 @@ class ProcessTracker:
     def __len__(self) -> int:
         return len(self.known)
 
-    def observe(self, pid: int, forked_from: int | None = None) -> list[Row]:
+    def observe(self, pid: int, forked_from: int | None = None, *,
+                mapped: bool = False) -> list[Row]:
         """Rows for a new process, or for one whose executable mappings changed.
 
         forked_from: the parent a new process forked from without exec (the BPF program
         knows it). If the child is gone before its /proc could be read, it still ran its
-        parent's mappings: it gets its parent's current ones, recorded as inherited."""
+        parent's mappings: it gets its parent's current ones, recorded as inherited.
+        mapped: the process only added executable mappings since its last snapshot (the
+        BPF program's EV_MMAP, not an exec): the kernel's mmap records say which, so /proc
+        is read only if they cannot (none yet, some lost, or one replaces a known mapping)."""
+        prev = self.known.get(pid)
+        if mapped and prev is not None:
+            added = self._added_since(prev)
+            if added:
+                return self._accept(pid, replace(prev.snapshot, mappings=sorted(
+                    prev.snapshot.mappings + added, key=lambda m: m.start)), prev)
         snap = procfs.snapshot(pid, self.proc)
         if not snap.reason and not snap.mappings:
             # exited and not yet reaped (a zombie has its status, not its mappings)
             snap.reason = "process exited before its mappings could be read"
         if not snap.reason:
             self.perfmaps.remember(pid)
-        prev = self.known.get(pid)
         if snap.reason and prev is not None:
             # exited: the snapshot we have stays valid for its samples, with what the kernel
             # reported it mapped since (a dlopen or JIT code heap asked for this re-read)
@@ -95,6 +113,10 @@ class ProcessTracker:
             if snap.ppid is None and forked_from:
                 # its samples inside execve ran its parent's code (symbolizer/normalize.py)
                 snap.ppid = forked_from
+        return self._accept(pid, snap, prev)
+
+    def _accept(self, pid: int, snap: ProcessSnapshot, prev: _Known | None) -> list[Row]:
+        """Rows for `snap` if its mappings differ from the previous snapshot's."""
         key = snap.exec_key()
         if prev is not None and prev.key == key:
             return []
@@ -103,7 +125,8 @@ class ProcessTracker:
         self._last_sampled[pid] = time.time()  # it is observed because it was just sampled
         has_anon = any(not m.path for m in snap.mappings)
         spans = sorted((m.start, m.end) for m in snap.mappings)
-        self.known[pid] = _Known(seq, key, has_anon, snap, [s for s, _ in spans],
+        lost = self.mmaps.lost if self.mmaps is not None else 0
+        self.known[pid] = _Known(seq, key, has_anon, lost, snap, [s for s, _ in spans],
                                  [e for _, e in spans])
         rows = self._rows(snap, seq)
         if self.on_snapshot is not None:
@@ -114,6 +137,27 @@ class ProcessTracker:
         if has_anon:
             rows.extend(self.perfmap_rows(pid))
         return rows
+
+    def _added_since(self, prev: _Known) -> list[Mapping]:
+        """The executable mappings the kernel reported for a live process that its last
+        snapshot lacks; empty if /proc must be read instead: no records, records lost since
+        (PERF_RECORD_LOST), or a new one overlapping a known mapping (munmap and a new mmap
+        at the same addresses: the old one is gone, which only /proc shows)."""
+        if self.mmaps is None or prev.snapshot.reason or self.mmaps.lost != prev.mmap_lost:
+            return []
+        got = self.mmaps.mappings(prev.snapshot.pid)
+        if got is None:
+            return []
+        known = {(m.start, m.end, m.file_offset, m.inode) for m in prev.snapshot.mappings}
+        new = sorted({(r.start, r.end, r.file_offset, r.inode, r.dev, r.path, r.prot)
+                      for r in got.mappings
+                      if (r.start, r.end, r.file_offset, r.inode) not in known})
+        spans = sorted([(m.start, m.end) for m in prev.snapshot.mappings]
+                       + [(n[0], n[1]) for n in new])
+        if any(spans[i][1] > spans[i + 1][0] for i in range(len(spans) - 1)):
+            return []  # overlaps: mapped over something, or the kernel merged or split VMAs
+        return [Mapping(start, end, _perms(prot), offset, dev, inode, path)
+                for start, end, offset, inode, dev, path, prot in new]
 
     def _from_mmap_records(self, snap: ProcessSnapshot) -> ProcessSnapshot:
         """The snapshot of an exited process from the kernel's mmap records, if it has some."""
