@@ -215,6 +215,11 @@ class ProfileProgram:
         with contextlib.suppress(KeyError):
             del self.bpf["seen"][ctypes.c_uint32(tgid)]
 
+    def is_seen(self, tgid: int) -> bool:
+        """Whether the tgid is in `seen`: sched_process_exit removes it (bpf/profile.c), so
+        False once the process is gone, and for one forgotten as idle."""
+        return ctypes.c_uint32(tgid) in self.bpf["seen"]
+
     def set_python(self, tgid: int, entry: bytes | None) -> None:
         """The process's `pyprocs` entry (recorder/python/kernel.py), or None to drop it."""
         table = self.bpf["pyprocs"]

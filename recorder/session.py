@@ -364,10 +364,11 @@ class Recorder:
         if tables is None:
             return None
 
-        def hook(pid: int, mappings: list[tuple[Mapping, ObjectFacts | None]]) -> None:
+        def hook(pid: int, mappings: list[tuple[Mapping, ObjectFacts | None]],
+                 added: bool) -> None:
             tables.set_process(pid, mappings)
             if python is not None:
-                python.on_snapshot(pid, [m for m, _f in mappings])
+                python.on_snapshot(pid, [m for m, _f in mappings], added)
 
         return hook
 

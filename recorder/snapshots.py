@@ -16,9 +16,10 @@ from recorder.perfmap import PerfMapReader
 from recorder.procfs import ExecKey, Mapping, ProcessSnapshot
 from recording.schema import Row
 
-# Called with each new snapshot's pid and its mappings with their objects' facts (None:
-# anonymous or unreadable), e.g. to give the BPF unwinder the process's tables.
-SnapshotHook = Callable[[int, list[tuple[Mapping, ObjectFacts | None]]], None]
+# Called with each new snapshot's pid, its mappings with their objects' facts (None:
+# anonymous or unreadable), and whether it only adds mappings to the previous snapshot of the
+# same process (no exec since), e.g. to give the BPF unwinder the process's tables.
+SnapshotHook = Callable[[int, list[tuple[Mapping, ObjectFacts | None]], bool], None]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -87,7 +88,7 @@ class ProcessTracker:
             added = self._added_since(prev)
             if added:
                 return self._accept(pid, replace(prev.snapshot, mappings=sorted(
-                    prev.snapshot.mappings + added, key=lambda m: m.start)), prev)
+                    prev.snapshot.mappings + added, key=lambda m: m.start)), prev, added=True)
         snap = procfs.snapshot(pid, self.proc)
         if not snap.reason and not snap.mappings:
             # exited and not yet reaped (a zombie has its status, not its mappings)
@@ -115,8 +116,10 @@ class ProcessTracker:
                 snap.ppid = forked_from
         return self._accept(pid, snap, prev)
 
-    def _accept(self, pid: int, snap: ProcessSnapshot, prev: _Known | None) -> list[Row]:
-        """Rows for `snap` if its mappings differ from the previous snapshot's."""
+    def _accept(self, pid: int, snap: ProcessSnapshot, prev: _Known | None,
+                added: bool = False) -> list[Row]:
+        """Rows for `snap` if its mappings differ from the previous snapshot's (added: it is
+        that snapshot plus new mappings)."""
         key = snap.exec_key()
         if prev is not None and prev.key == key:
             return []
@@ -133,7 +136,7 @@ class ProcessTracker:
             ids = [r.get("object_id") for r in rows if r["record"] == "mapping"]
             facts = self.objects.facts
             self.on_snapshot(pid, [(m, facts.get(i) if i else None)
-                                   for m, i in zip(snap.mappings, ids, strict=True)])
+                                   for m, i in zip(snap.mappings, ids, strict=True)], added)
         if has_anon:
             rows.extend(self.perfmap_rows(pid))
         return rows

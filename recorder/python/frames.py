@@ -33,7 +33,11 @@ class PythonFrames:
         # at the first 3.8-3.10 process delayed its entry (and every snapshot after it)
         task_fsbase_offset()
 
-    def on_snapshot(self, pid: int, mappings: list[Mapping]) -> None:
+    def on_snapshot(self, pid: int, mappings: list[Mapping], added: bool = False) -> None:
+        """added: the snapshot only adds mappings to the previous one (no exec, the same
+        process): an interpreter found before is still there, its entry still set."""
+        if added and pid in self.processes:
+            return
         info = python_info(pid, mappings, self.proc)
         if isinstance(info, PythonProcess):
             if self.processes.get(pid) != info:

@@ -60,3 +60,13 @@ def test_exec_into_something_else_drops_the_entry(monkeypatch):
     pf.on_snapshot(7, [])
     pf.on_snapshot(7, [])
     assert calls == [(7, True), (7, False)] and 7 not in pf.processes
+
+
+def test_a_snapshot_that_only_adds_mappings_keeps_the_entry_set(monkeypatch):
+    # an import's extension modules: no exec since, the interpreter and its entry stay
+    pf, calls, _ = _hook(monkeypatch, [_info(7), None])
+    pf.on_snapshot(7, [])
+    pf.on_snapshot(7, [], added=True)
+    assert calls == [(7, True)] and 7 in pf.processes
+    pf.on_snapshot(8, [], added=True)  # not known as Python: looked at (the answer: no)
+    assert 8 not in pf.processes

@@ -4,6 +4,7 @@ so a recorder running for days does not fill up with the tables of processes lon
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import types
 from typing import ClassVar
@@ -39,6 +40,7 @@ class FakeProgram:
         self.wanted = bytearray(MAX_OBJECTS * 8)
         self.rows: dict[int, int] = {}  # first row -> rows written
         self.entries: dict[int, list] = {}
+        self.exited: set[int] = set()  # processes the exit tracepoint removed from `seen`
 
     def write_rows(self, at: int, rows: bytes) -> None:
         self.rows[at] = len(rows) // 8
@@ -48,6 +50,9 @@ class FakeProgram:
 
     def forget_process(self, pid: int) -> None:
         self.entries.pop(pid, None)
+
+    def is_seen(self, pid: int) -> bool:
+        return pid not in self.exited
 
 
 class Tables(KernelTables):
@@ -193,3 +198,25 @@ def test_a_table_asked_for_is_loaded_once_the_main_loop_pokes_the_sleeping_loade
     tables.poke()
     tables.wait_idle()
     assert loaded(tables, 1) == [500] and wanted[llvm.index * 8] == 2  # answered
+
+
+def test_a_process_gone_before_its_entry_is_written_loses_the_kernel_entry(tables):
+    tables.sizes = {"libc": 10}
+    tables._program.exited.add(2)  # type: ignore[attr-defined]
+    tables.set_process(1, [obj("libc")])
+    tables.set_process(2, [obj("libc")])
+    tables.wait_idle()
+    assert loaded(tables, 1) == [10] and 2 not in tables._program.entries  # type: ignore
+    assert 2 in tables._procs  # ours stays, for the stack copies still to come
+
+
+def test_the_bias_of_a_mapping_is_that_of_its_own_start(tables):
+    """The ELF address of an (object, offset) is remembered; the bias is per mapping."""
+    tables.sizes = {"libc": 10}
+    m, facts = obj("libc")
+    moved = dataclasses.replace(m, start=0x7F0000010000, end=0x7F0000011000)
+    tables.set_process(1, [(m, facts)])
+    tables.set_process(2, [(moved, facts)])
+    tables.wait_idle()
+    first, second = (tables._program.entries[p][0] for p in (1, 2))  # type: ignore
+    assert (first.bias, second.bias) == (0x10000, 0x7F0000010000)
