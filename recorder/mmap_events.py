@@ -170,10 +170,11 @@ class MmapTracker:
 
     def _proc(self, pid: int) -> ProcessMaps:
         p = self.procs.get(pid)
-        if p is None:
+        if p is None or p.exited_at is not None:
+            # (a record after the exit is a new process's that reuses the pid: the old one's
+            # mappings are not its own, and an extension of its snapshot must not get them)
             p = self.procs[pid] = ProcessMaps()
-        else:
-            self.procs.move_to_end(pid)
+        self.procs.move_to_end(pid)
         return p
 
     def _record(self, rec: bytes) -> None:

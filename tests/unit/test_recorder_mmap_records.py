@@ -81,3 +81,13 @@ def test_exited_processes_are_pruned_behind_a_long_lived_one(monkeypatch):
     clock[0] += mmap_events.KEEP_AFTER_EXIT_S + 1
     t.poll()
     assert t.mappings(20) is None and t.mappings(10) is not None
+
+
+def test_a_pid_reused_after_an_exit_starts_a_new_mapping_list():
+    t = tracker()
+    t._record(mmap2(30, 0x400000, 8, 1, 1, "/usr/bin/old"))
+    t._record(exit_record(30))
+    t._record(mmap2(30, 0x7F0000000000, 8, 1, 2, "/usr/lib/libnew.so"))  # a new process
+    got = t.mappings(30)
+    assert got is not None and got.exited_at is None
+    assert [m.path for m in got.mappings] == ["/usr/lib/libnew.so"]

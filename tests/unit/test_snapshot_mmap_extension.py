@@ -4,7 +4,6 @@ to be complete (fake /proc tree, a tracker filled by hand: no root, no BPF)."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 
 from recorder.mmap_events import MmapRecord, MmapTracker, ProcessMaps
@@ -21,10 +20,7 @@ PROC_ONLY = "7f3000000000-7f3000001000 r-xp 00000000 08:01 88 /usr/lib/libproc.s
 
 
 def _records() -> MmapTracker:
-    mmaps = MmapTracker.__new__(MmapTracker)  # no perf event: records are added by hand
-    mmaps.lost = 0
-    mmaps.procs = OrderedDict()
-    return mmaps
+    return MmapTracker(cpus=[])  # no perf event: records are added by hand
 
 
 def _setup(tmp_path: Path) -> tuple[ProcessTracker, MmapTracker, Path]:
