@@ -38,6 +38,8 @@ class MappingInfo:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
+    """One frame of a stack: a resolved name, or an unresolved address with its reason."""
+
     name: str  # display name: function, `libfoo.so+0x1a2b`, or `[unknown]`
     kind: FrameKind = FrameKind.USER
     address: int = 0  # absolute address in the process (0 for ROOT frames)

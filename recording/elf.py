@@ -26,6 +26,8 @@ class ElfError(ValueError):
 
 @dataclass(frozen=True)
 class LoadSegment:
+    """A PT_LOAD program header: where a file range is mapped in the ELF address space."""
+
     offset: int
     vaddr: int
     filesz: int
@@ -35,6 +37,8 @@ class LoadSegment:
 
 @dataclass(frozen=True)
 class Section:
+    """A section header, with its name from .shstrtab."""
+
     name: str
     type: int
     addr: int
@@ -44,6 +48,8 @@ class Section:
 
 @dataclass(frozen=True)
 class ElfInfo:
+    """What a recording keeps of an ELF file's headers: type, build ID, loads, sections."""
+
     elf_type: str
     machine: int
     is64: bool

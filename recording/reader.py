@@ -16,29 +16,15 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from recording.columns import SCHEMA_VERSION_KEY, check_version
 from recording.errors import RecordingFormatError
-from recording.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY
 
 PARQUET_MAGIC = b"PAR1"
 
 
 def check_schema(schema: pa.Schema, source: str) -> None:
     meta = schema.metadata or {}
-    raw = meta.get(SCHEMA_VERSION_KEY)
-    if raw is None or "record" not in schema.names:
-        raise RecordingFormatError(
-            f"{source} is not an ebpf-record recording (no schema version); "
-            "record one with `ebpf-record --out FILE`"
-        )
-    try:
-        version = int(raw)
-    except ValueError:
-        raise RecordingFormatError(f"{source}: unreadable schema version {raw!r}") from None
-    if version > SCHEMA_VERSION:
-        raise RecordingFormatError(
-            f"{source} uses recording schema version {version}, this tool reads up to "
-            f"{SCHEMA_VERSION}; upgrade ebpf-profiler to symbolize it"
-        )
+    check_version(meta.get(SCHEMA_VERSION_KEY), "record" in schema.names, source)
     # A recording may come from anywhere: readers rely on each column's type, so a file that
     # claims the version but not its columns is refused here, not deep in a reader.
     from recording.schema import SCHEMA

@@ -14,8 +14,9 @@ from typing import Required, TypedDict
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
-SCHEMA_VERSION_KEY = b"ebpf_profiler.schema_version"
+# re-exported: defined without pyarrow for recording/small_parquet.py
+from recording.columns import SCHEMA_VERSION as SCHEMA_VERSION
+from recording.columns import SCHEMA_VERSION_KEY as SCHEMA_VERSION_KEY
 
 
 class RecordType(StrEnum):

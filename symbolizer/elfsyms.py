@@ -37,6 +37,8 @@ class ElfReadError(ValueError):
 
 @dataclass(frozen=True)
 class ElfSymbols:
+    """The symbol tables of one ELF file, and where its debug file may be."""
+
     build_id: str | None
     symtab: SymbolTable  # .symtab functions and code labels (empty when stripped)
     dynsym: SymbolTable  # .dynsym functions

@@ -21,10 +21,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-
 from profiles.model import Frame, FrameKind, Profile
 from recording.buildid import checked_build_id
+from recording.columns import RowBatch
 from recording.pyframes import native_entries
 from symbolizer.normalize import (
     AbsAddr,
@@ -54,6 +53,8 @@ _LOST = {
 
 @dataclass(frozen=True, slots=True)
 class SampleRow:
+    """One recorded sample row: a unique (pid, stacks) of a window, with its count."""
+
     window_start_ns: int
     window_end_ns: int
     pid: int
@@ -69,7 +70,7 @@ class SampleRow:
 class _Batch:
     """Row positions per record type, and columns as Python lists, each made once."""
 
-    def __init__(self, batch: pa.RecordBatch) -> None:
+    def __init__(self, batch: RowBatch) -> None:
         self.batch = batch
         # cells as pyarrow's to_pylist gives them (untyped), of the recording's column types
         self._cols: dict[str, list[Any]] = {}
@@ -100,7 +101,7 @@ class _Batch:
     def _column(self, name: str) -> list[Any]:
         col = self._cols.get(name)
         if col is None:
-            if name in self.batch.schema.names:
+            if name in self.batch.column_names:
                 col = self.batch.column(name).to_pylist()
             else:  # a column newer than the recording's schema version
                 col = [None] * self.batch.num_rows
@@ -155,10 +156,10 @@ class Engine:
     # Within a batch, metadata rows are taken first, then samples, then `window` rows in
     # order: a snapshot is chosen by its time, not its position, and samples only wait in
     # their window until its `window` row, which the recorder writes after them.
-    def feed_metadata(self, batch: pa.RecordBatch) -> None:
+    def feed_metadata(self, batch: RowBatch) -> None:
         self._feed_meta(_Batch(batch))
 
-    def feed(self, batch: pa.RecordBatch, *, metadata: bool = True) -> list[list[Profile]]:
+    def feed(self, batch: RowBatch, *, metadata: bool = True) -> list[list[Profile]]:
         """Take one batch; return the drain windows it closed, in order, each as its Profiles
         (one per label set, sorted by labels; one unlabelled empty Profile when the window
         had no samples, so that empty windows still reach the output)."""

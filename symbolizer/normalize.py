@@ -59,6 +59,8 @@ class Mapping:
 
 @dataclass(slots=True)
 class Snapshot:
+    """One recorded snapshot (pid, maps_seq) of a process: its executable mappings."""
+
     pid: int
     maps_seq: int
     time_ns: int

@@ -40,6 +40,8 @@ def debuginfod_limits_from_env() -> dict[str, float | int]:
 
 @dataclass(frozen=True)
 class SymbolizeOptions:
+    """Where and how symbols are looked up, from the flags of ebpf-symbolize."""
+
     debug_dirs: tuple[str, ...] = DEFAULT_DEBUG_DIRS  # searched as DIR/.build-id/xx/rest.debug
     sysroot: str | None = None  # recorded paths are looked up under it (another machine's root)
     debuginfod_urls: tuple[str, ...] = ()

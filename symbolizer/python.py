@@ -155,6 +155,8 @@ def compute_line(version: tuple[int, int], table: bytes, firstlineno: int,
 # --- frames ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CodeInfo:
+    """A recorded CPython code object: its name, file and line table."""
+
     qualname: str | None
     filename: str | None
     firstlineno: int

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from profiles.model import Profile
-from recording.reader import iter_batches
+from recording.batches import iter_row_batches
 from symbolizer.engine import Engine
 
 
@@ -18,12 +18,12 @@ def drain_windows(engine: Engine, source: str, stream: bool, stdin: BinaryIO | N
     the samples it serves), then for samples; a stream once, window by window, so output
     follows input. `stdin`: the stream to read for source "-" (default sys.stdin)."""
     if not stream:
-        for batch in iter_batches(source):
+        for batch in iter_row_batches(source):
             engine.feed_metadata(batch)
-        for batch in iter_batches(source):
+        for batch in iter_row_batches(source):
             yield engine.feed(batch, metadata=False)
     else:
-        for batch in iter_batches(source, stdin):
+        for batch in iter_row_batches(source, stdin):
             yield engine.feed(batch)
 
 

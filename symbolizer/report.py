@@ -13,6 +13,8 @@ from recording.untrusted import printable
 
 @dataclass(frozen=True)
 class Unresolved:
+    """Why frames of an object were not named: a key of the unresolved report."""
+
     object: str  # recorded path, or a pseudo-object like [kernel], [anonymous], [unmapped]
     build_id: str | None
     reason: str

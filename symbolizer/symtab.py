@@ -28,6 +28,8 @@ class CacheFormatError(ValueError):
 
 @dataclass(frozen=True)
 class SymbolEntry:
+    """One function symbol: start, size, name."""
+
     addr: int
     size: int
     name: bytes

@@ -17,6 +17,8 @@ from profiles.windows import WindowGrouper
 
 @dataclass(frozen=True)
 class WindowPlan:
+    """Which time windows the output is cut into (--window, --from, --until)."""
+
     span_ns: int | None = None  # --window; None: whole run, or each drain window when streaming
     from_ns: int | None = None
     until_ns: int | None = None

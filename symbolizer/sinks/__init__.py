@@ -28,6 +28,8 @@ from recording.errors import UsageError
 
 @dataclass(frozen=True)
 class SinkOptions:
+    """How a sink writes its output, from the flags of ebpf-symbolize."""
+
     stream: bool = False  # input is a stream: mark each window complete and flush it
     lines: bool = False  # frames carry file/line and inlined frames (--lines)
     # folded only (profiles/folded.FoldedStyle): `_[k]` after kernel frames, comm;PID roots,
