@@ -57,6 +57,7 @@ class ElfInfo:
     build_id: str | None
     loads: tuple[LoadSegment, ...]
     sections: tuple[Section, ...] = field(default=())
+    entry: int = 0  # e_entry: where the kernel starts a process running this object
 
     def section(self, name: str) -> Section | None:
         for s in self.sections:
@@ -101,7 +102,7 @@ def read_elf_info(f: SeekableFile, size: int, *, want_sections: bool = True) -> 
         hdr = struct.unpack(e + "HHIQQQIHHHHHH", r.read(16, 48))
     else:
         hdr = struct.unpack(e + "HHIIIIIHHHHHH", r.read(16, 36))
-    (e_type, e_machine, _ver, _entry, e_phoff, e_shoff, _flags, _ehsize,
+    (e_type, e_machine, _ver, e_entry, e_phoff, e_shoff, _flags, _ehsize,
      e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx) = hdr
 
     loads: list[LoadSegment] = []
@@ -161,6 +162,7 @@ def read_elf_info(f: SeekableFile, size: int, *, want_sections: bool = True) -> 
         build_id=build_id,
         loads=tuple(loads),
         sections=tuple(sections),
+        entry=e_entry,
     )
 
 

@@ -17,7 +17,7 @@ from typing import TypedDict, Unpack
 
 from recording.elf import SHT_NOBITS, ElfError, ElfInfo, read_elf_info
 from unwind.cfi import Bases, FdeRows, RowTuple, SectionDecoder, SectionResult
-from unwind.table import CFA_UNDEFINED, RBP_SAME, UnwindTable
+from unwind.table import CFA_END, CFA_UNDEFINED, RBP_SAME, UnwindTable
 
 EM_X86_64 = 62
 CHDR = struct.Struct("<IIQQ")  # Elf64_Chdr: ch_type, ch_reserved, ch_size, ch_addralign
@@ -102,6 +102,20 @@ def layout(fdes: Iterable[FdeRows]) -> list[RowTuple]:
         if nxt is None or f.end < nxt:
             push((f.end, 0, 0, CFA_UNDEFINED, RBP_SAME))
     return out
+
+
+def entry_row(entry: int, fdes: list[FdeRows]) -> list[FdeRows]:
+    """The outermost frame at the object's entry point, where no FDE covers it.
+
+    The kernel starts a process at e_entry (of ld.so, for a dynamic executable) with nothing
+    above it on the stack: argc, argv and the environment, no return address (x86-64 psABI,
+    3.4 "Process Initialization"; fs/binfmt_elf.c, start_thread). glibc's ld.so has no CFI
+    for its _start, so a sample at that first instruction (a new process's first page fault,
+    often) would end in a frame-pointer fallback ("fp-end") instead of the entry. One byte:
+    past the first instruction the stack may already hold a return address."""
+    if not entry or any(f.start <= entry < f.end for f in fdes):
+        return []
+    return [FdeRows(entry, entry + 1, [(entry, 0, 0, CFA_END, RBP_SAME)])]
 
 
 def uncovered(extra: list[FdeRows], primary: list[FdeRows]) -> list[FdeRows]:
@@ -218,6 +232,7 @@ def build_table(fd: int, info: ElfInfo, *, size_limit: int = MAX_CFI_BYTES,
             # ranges it leaves uncovered
             found = uncovered(found, fdes)
         fdes.extend(found)
+    fdes.extend(entry_row(info.entry, fdes))
     stats.fdes = len(fdes)
     stats.unsupported_opcodes = sum(1 for f in fdes if f.unsupported_opcode is not None)
     if not fdes:

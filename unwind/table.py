@@ -46,7 +46,7 @@ RBP_NAMES = ("same", "at_cfa", "undefined")
 # (one with a since-fixed bug) is ignored and rebuilt rather than trusted forever.
 MAGIC = b"EBPFUNW\0"
 FORMAT_VERSION = 1
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: a CFA_END row at an entry point no FDE covers (unwind/build.py)
 HEADER = struct.Struct("<8sHHIQ")  # magic, format version, build ID bytes, builder, row count
 MAX_BUILD_ID_BYTES = 64
 
