@@ -344,7 +344,9 @@ def _chunk(buf: memoryview, leaf: _Leaf, meta: dict[int, Any]
                 defs += _hybrid(body, rlen, rlen + dlen, leaf.max_def.bit_length(), n)
             rest = body[rlen + dlen:]
             data = _decompress(codec, rest, usize - rlen - dlen) if h.get(7, True) else rest
-            present = n - int(h[2])  # num_nulls
+            # from the levels, not the header's num_nulls: writers differ on whether an
+            # empty or null list counts as a null
+            present = defs[len(defs) - n:].count(leaf.max_def) if leaf.max_def else n
             values += _values(data, 0, len(data), int(h[4]), present, leaf, dictionary)
             seen += n
         elif kind != _INDEX_PAGE:

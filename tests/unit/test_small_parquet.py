@@ -175,3 +175,22 @@ def test_symbolizing_a_small_recording_does_not_load_pyarrow(tmp_path):
     assert [line for line in out.stdout.splitlines() if line.startswith("x;")
             and line.endswith(" 3")], out.stdout + out.stderr
     assert "NO-PYARROW" in out.stderr, out.stderr
+
+
+def test_a_recording_resaved_by_duckdb_reads_as_pyarrow_reads_it(tmp_path):
+    """Another writer (DuckDB: PLAIN_DICTIONARY, its own page layout) gives the same rows, or
+    is left to pyarrow: either way what the symbolizer sees is pyarrow's reading."""
+    duckdb = pytest.importorskip("duckdb")
+    rows = [{"record": "sample", "pid": i % 7, "count": i, "user_stack": [i, 2**64 - 1 - i],
+             "phdrs": [{"offset": i, "vaddr": 0, "filesz": 1, "memsz": 2, "flags": 5}, None],
+             "comm": ["sort", "xz", None][i % 3]} for i in range(500)]
+    src = write(tmp_path / "r.parquet", [rows])
+    out = tmp_path / "duck.parquet"
+    duckdb.connect().execute(
+        f"COPY (SELECT * FROM read_parquet('{src}')) TO '{out}' (FORMAT parquet, "
+        "COMPRESSION zstd, KV_METADATA {'ebpf_profiler.schema_version': '2'})")
+    want = pq.read_table(out)
+    got = list(iter_row_batches(str(out)))
+    for name in SCHEMA.names:
+        assert [v for b in got for v in b.column(name).to_pylist()] == \
+            want.column(name).to_pylist(), name
