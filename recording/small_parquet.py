@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from recording.columns import COLUMN_TYPES, check_version
+from recording.columns import COLUMN_TYPES, SCHEMA_VERSION_KEY, check_version
 from recording.errors import RecordingFormatError
 from recording.thrift_compact import Reader, ThriftError
 
@@ -129,7 +129,7 @@ class _File:
         self.leaves = _leaves(meta.get(2) or [])
         kv = {bytes(e.get(1, b"")): bytes(e.get(2) or b"") for e in meta.get(5) or []}
         self.fields = _fields(self.leaves)
-        check_version(kv.get(b"ebpf_profiler.schema_version"), "record" in self.fields,
+        check_version(kv.get(SCHEMA_VERSION_KEY), "record" in self.fields,
                       self.path)
         for name, want in COLUMN_TYPES.items():
             got = self.fields.get(name)
