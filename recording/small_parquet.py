@@ -23,7 +23,6 @@ import itertools
 import os
 import stat
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,8 +81,9 @@ class _Leaf:
     reps: tuple[bool, ...]  # whether each element of path is repeated
 
 
-def open_small(path: str) -> Iterator[RowGroupBatch] | None:
-    """The row groups of a Parquet recording of at most SMALL_FILE_BYTES, as batches; None
+def open_small(path: str) -> list[RowGroupBatch] | None:
+    """The row groups of a Parquet recording of at most SMALL_FILE_BYTES, as batches (a list:
+    the file is read and its footer parsed once, however often it is gone through); None
     when the file is larger, not a regular file, not Parquet, or Parquet this module does not
     decode. Raises RecordingFormatError for a corrupt file or one that is no recording."""
     try:
@@ -172,9 +172,9 @@ class _File:
                 f"{self.path} is corrupt at row group {index}: its columns are not the schema's")
         return rows, chunks
 
-    def batches(self) -> Iterator[RowGroupBatch]:
-        for i, (rows, chunks) in enumerate(self.groups):
-            yield RowGroupBatch(self, i, rows, chunks)
+    def batches(self) -> list[RowGroupBatch]:
+        return [RowGroupBatch(self, i, rows, chunks)
+                for i, (rows, chunks) in enumerate(self.groups)]
 
 
 class RowGroupBatch:
@@ -369,7 +369,7 @@ def _decompress(codec: int, body: memoryview, size: int) -> memoryview | bytes:
     else:
         global _zstd
         if _zstd is None:
-            import zstandard
+            import zstandard  # here: only once a page is compressed
 
             _zstd = zstandard.ZstdDecompressor()
         try:

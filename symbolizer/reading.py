@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from profiles.model import Profile
-from recording.batches import iter_row_batches
+from recording.batches import open_batches
 from symbolizer.engine import Engine
 
 
@@ -17,13 +17,14 @@ def drain_windows(engine: Engine, source: str, stream: bool, stdin: BinaryIO | N
     read twice: first for its processes, mappings and objects (a snapshot may be written after
     the samples it serves), then for samples; a stream once, window by window, so output
     follows input. `stdin`: the stream to read for source "-" (default sys.stdin)."""
+    batches = open_batches(source, stdin)
     if not stream:
-        for batch in iter_row_batches(source):
+        for batch in batches:
             engine.feed_metadata(batch)
-        for batch in iter_row_batches(source):
+        for batch in batches:
             yield engine.feed(batch, metadata=False)
     else:
-        for batch in iter_row_batches(source, stdin):
+        for batch in batches:
             yield engine.feed(batch)
 
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recording import small_parquet
-from recording.batches import iter_row_batches
+from recording.batches import open_batches
 from recording.columns import COLUMN_TYPES
 from recording.errors import RecordingFormatError
 from recording.schema import SCHEMA, rows_to_batch
@@ -95,7 +95,7 @@ def test_other_codecs_are_left_to_pyarrow(tmp_path):
     rows = [{"record": "meta", "key": "k", "value": "v"}]
     path = write(tmp_path / "r.parquet", [rows], compression="snappy")
     assert small_parquet.open_small(str(path)) is None
-    assert [b.column("value").to_pylist() for b in iter_row_batches(str(path))] == [["v"]]
+    assert [b.column("value").to_pylist() for b in open_batches(str(path))] == [["v"]]
 
 
 def test_large_files_are_left_to_pyarrow(tmp_path, monkeypatch):
@@ -190,7 +190,33 @@ def test_a_recording_resaved_by_duckdb_reads_as_pyarrow_reads_it(tmp_path):
         f"COPY (SELECT * FROM read_parquet('{src}')) TO '{out}' (FORMAT parquet, "
         "COMPRESSION zstd, KV_METADATA {'ebpf_profiler.schema_version': '2'})")
     want = pq.read_table(out)
-    got = list(iter_row_batches(str(out)))
+    got = list(open_batches(str(out)))
     for name in SCHEMA.names:
         assert [v for b in got for v in b.column(name).to_pylist()] == \
             want.column(name).to_pylist(), name
+
+
+def test_a_small_recording_is_read_once_for_both_passes(tmp_path, monkeypatch):
+    """The symbolizer goes through a file twice (snapshots, then samples): a small one is
+    read and its footer parsed once, and both passes see every window."""
+    import recording.batches as batches
+    from symbolizer.engine import Engine
+    from symbolizer.options import SymbolizeOptions
+    from symbolizer.reading import drain_windows
+
+    rows = [{"record": "process", "pid": 7, "maps_seq": 0, "time_ns": 1, "comm": "x"},
+            {"record": "sample", "pid": 7, "comm": "x", "count": 3, "user_stack": [0x1234],
+             "kernel_stack": [], "window_start_ns": 1, "window_end_ns": 2},
+            {"record": "window", "window_start_ns": 1, "window_end_ns": 2}]
+    path = write(tmp_path / "r.parquet", [rows, rows])
+    opened: list[str] = []
+
+    def counting(p: str):
+        opened.append(p)
+        return small_parquet.open_small(p)
+
+    monkeypatch.setattr(batches, "open_small", counting)
+    engine = Engine(SymbolizeOptions(cache_dir=None))
+    windows = [w for got in drain_windows(engine, str(path), stream=False) for w in got]
+    assert opened == [str(path)]
+    assert sum(p.total for w in windows for p in w) == 6
