@@ -10,7 +10,6 @@ are exact (symbolizer/sigframes.py): `user_stack` decides that per stack.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,15 +19,14 @@ from recording.pyframes import is_code_entry, native_entries
 from symbolizer.cache import SymbolCache
 from symbolizer.demangle import demangle
 from symbolizer.linecache import LineCache
+from symbolizer.mapping_facts import MappingFacts, Span, file_spans, mapping_facts
 from symbolizer.normalize import (
-    VDSO_PATH,
     AbsAddr,
     Mapping,
     MappingIndex,
     Normalized,
     ObjectInfo,
     Snapshot,
-    strip_deleted,
 )
 from symbolizer.options import SymbolizeOptions
 from symbolizer.report import Unresolved
@@ -37,11 +35,17 @@ from symbolizer.sources import ObjectSymbols, SymbolFinder
 from symbolizer.symtab import SymbolEntry, SymbolTable
 
 UNKNOWN = "[unknown]"
-_MAPPING_INFOS_KEPT = 65536
+# Bounds of the per-mapping facts and the name memo (a long stream meets new processes for
+# days): past them, each starts again empty.
+_MAPPING_FACTS_KEPT = 65536
+_NAMES_KEPT = 262144
 Frames = tuple[Frame, ...]  # root first: callers before the (inlined) callee
 Resolved = tuple[Frames, Unresolved | None]
 LineEntry = tuple[str | None, str | None, int | None, bool]  # function, file, line, inlined
 LinesFn = Callable[[str, list[int]], dict[int, list[LineEntry]]]
+# what a name lookup found: name, ELF address (moved to a trampoline's start), --lines file,
+# sigframes mark, and the reason when nothing was found
+_Named = tuple[str, int, str | None, int, str | None]
 
 
 def load_lines_fn() -> LinesFn | None:
@@ -64,11 +68,6 @@ class _Pending:
     dwarf_path: str | None
 
 
-def object_label(path: str) -> str:
-    """Pyroscope names unresolved frames `<module basename>+0x<offset>`."""
-    return os.path.basename(strip_deleted(path)) or path
-
-
 class Resolver:
     def __init__(self, options: SymbolizeOptions, index: MappingIndex,
                  lines_fn: LinesFn | None = None) -> None:
@@ -88,8 +87,15 @@ class Resolver:
         # the same keys -> sigframes mark, for the few entries that are not NORMAL
         self._marks: dict[int, dict[tuple[int, int, bool], int]] = {}
         self._kernel: dict[tuple[int, bool], Resolved] = {}
-        # one MappingInfo per recorded mapping, shared by its frames (pprof's Mapping)
-        self._mapping_infos: dict[tuple[Mapping, str | None], MappingInfo] = {}
+        # per recorded mapping: its object, pprof Mapping and label (symbolizer/mapping_facts.py),
+        # by id(): a frozen Mapping's hash is a Python call of five fields' hashes, and the
+        # entry holds the mapping, so its id is not reused while the entry lives
+        self._facts: dict[int, MappingFacts] = {}
+        # object_id -> (ELF address << 1 | is_return) -> what the name lookup found there,
+        # shared by every process that maps the object
+        self._names: dict[str, dict[int, _Named]] = {}
+        self._names_count = 0
+        self._spans: dict[str, tuple[Span, ...]] = {}  # object_id -> its file_spans
 
     # --- recorded symbol rows -------------------------------------------------------------
     def add_ksym(self, addr: int, size: int, name: str) -> None:
@@ -103,15 +109,24 @@ class Resolver:
         self._perfmap_entries.setdefault(pid, []).append(SymbolEntry(addr, size, name.encode()))
         self._perfmaps.pop(pid, None)
 
-    def mapping_info(self, m: Mapping, build_id: str | None) -> MappingInfo:
-        key = (m, build_id)
-        info = self._mapping_infos.get(key)
-        if info is None:
-            if len(self._mapping_infos) > _MAPPING_INFOS_KEPT:  # a long stream: bounded
-                self._mapping_infos.clear()
-            info = self._mapping_infos[key] = MappingInfo(
-                m.start, m.end, m.file_offset, m.path or "[anon]", build_id)
-        return info
+    def facts(self, m: Mapping) -> MappingFacts:
+        """The mapping's shared facts; its MappingInfo is the one every frame in it holds."""
+        got = self._facts.get(id(m))
+        if got is None:
+            if len(self._facts) > _MAPPING_FACTS_KEPT:  # a long stream: bounded
+                self._facts.clear()
+                self._spans.clear()
+            obj = self.index.objects.get(m.object_id) if m.object_id else None
+            info = MappingInfo(m.start, m.end, m.file_offset, m.path or "[anon]",
+                               obj.build_id if obj is not None and not m.anonymous else None)
+            spans: tuple[Span, ...] = ()
+            if obj is not None and obj.loads:
+                spans_of = self._spans.get(obj.object_id)
+                if spans_of is None:
+                    spans_of = self._spans[obj.object_id] = file_spans(obj)
+                spans = spans_of
+            got = self._facts[id(m)] = mapping_facts(m, obj, info, spans)
+        return got
 
     def forget(self, pid: int, maps_seqs: Iterable[int] | None = None) -> None:
         """Drop what is kept for a pid (all of it, or the frames of some snapshots)."""
@@ -198,34 +213,44 @@ class Resolver:
 
     def _user_frame(self, snap: Snapshot | None, pid: int, addr: AbsAddr, lookup: AbsAddr
                     ) -> tuple[Frame, Unresolved | None, str | None, int]:
-        n: Normalized = self.index.normalize(snap, lookup)
-        m = n.mapping
-        if m is None:
-            reason = n.reason or "unmapped"
-            return (Frame(UNKNOWN, FrameKind.USER, addr, reason=reason),
-                    Unresolved("[unmapped]", None, reason), None, NORMAL)
-        if m.anonymous:
-            info = self.mapping_info(m, None)
-            hit = self._perfmap(pid).lookup(lookup)
-            if hit:
-                return Frame(hit[0], FrameKind.JIT, addr, mapping=info), None, None, NORMAL
-            reason = "anonymous executable memory without a perf map entry"
-            return (Frame(UNKNOWN, FrameKind.JIT, addr, reason=reason, mapping=info),
-                    Unresolved("[anonymous]", None, reason), None, NORMAL)
-        kind = FrameKind.VDSO if m.path == VDSO_PATH else FrameKind.USER
-        label = object_label(m.path)
-        obj = n.obj
-        bid = obj.build_id if obj else None
-        info = self.mapping_info(m, bid)
-        if obj is None or n.elf_addr is None:
-            reason = n.reason or "object not recorded"
-            return (Frame(f"{label}+0x{n.file_offset or 0:x}", kind, addr, m.path, bid,
-                          None, reason=reason, mapping=info),
-                    Unresolved(m.path, bid, reason), None, NORMAL)
+        m = snap.find(lookup) if snap is not None else None
+        if m is not None and not m.anonymous:
+            facts = self._facts.get(id(m)) or self.facts(m)
+            elf = facts.elf_addr(lookup) if facts.spans else None
+            if elf is not None:
+                return self._object_frame(facts, addr, elf, lookup != addr)
+        return self._other_frame(snap, pid, addr, lookup)
+
+    def _object_frame(self, facts: MappingFacts, addr: AbsAddr, elf: int, is_return: bool
+                      ) -> tuple[Frame, Unresolved | None, str | None, int]:
+        """A frame in an ELF object at ELF address `elf` (of the lookup address)."""
+        obj = facts.obj
+        assert obj is not None  # facts.spans come from its program headers
+        names = self._names.get(obj.object_id)
+        if names is None:
+            if self._names_count > _NAMES_KEPT:
+                self._names.clear()
+                self._names_count = 0
+            names = self._names[obj.object_id] = {}
+        key = elf << 1 | is_return
+        named = names.get(key)
+        if named is None:
+            named = names[key] = self._name_at(obj, elf, is_return)
+            self._names_count += 1
+        name, elf_addr, dwarf, mark, reason = named
+        m = facts.mapping
+        if reason is None:
+            return (Frame(name, facts.kind, addr, m.path, facts.build_id, elf_addr,
+                          mapping=facts.info), None, dwarf, mark)
+        return (Frame(f"{facts.label}+0x{elf_addr:x}", facts.kind, addr, m.path,
+                      facts.build_id, elf_addr, reason=reason, mapping=facts.info),
+                facts.unresolved_for(reason), dwarf, NORMAL)
+
+    def _name_at(self, obj: ObjectInfo, elf_addr: int, is_return: bool) -> _Named:
+        """The symbol at an ELF address of the object, or why there is none."""
         syms = self.symbols(obj)
-        elf_addr: int = n.elf_addr
         hit = None
-        if lookup != addr:
+        if is_return:
             # a handler's return address is the trampoline's first byte: look it up as is
             # (a bisect; a name is decoded only when a symbol starts right there)
             exact = syms.table.lookup(elf_addr + 1)
@@ -234,12 +259,33 @@ class Resolver:
         hit = hit or syms.table.lookup(elf_addr)
         if hit:
             name = demangle(hit[0])
-            return (Frame(name, kind, addr, m.path, bid, elf_addr, mapping=info),
-                    None, syms.dwarf_path, mark_of(name))
-        reason = self._miss_reason(syms)
-        return (Frame(f"{label}+0x{elf_addr:x}", kind, addr, m.path, bid, elf_addr,
-                      reason=reason, mapping=info),
-                Unresolved(m.path, bid, reason), syms.dwarf_path, NORMAL)
+            return name, elf_addr, syms.dwarf_path, mark_of(name), None
+        return "", elf_addr, syms.dwarf_path, NORMAL, self._miss_reason(syms)
+
+    def _other_frame(self, snap: Snapshot | None, pid: int, addr: AbsAddr, lookup: AbsAddr
+                     ) -> tuple[Frame, Unresolved | None, str | None, int]:
+        """Frames outside an object's PT_LOAD bytes: unmapped, JIT code, an object not
+        recorded, or an address only the page rounding of vaddr_of_offset places."""
+        n: Normalized = self.index.normalize(snap, lookup)
+        m = n.mapping
+        if m is None:
+            reason = n.reason or "unmapped"
+            return (Frame(UNKNOWN, FrameKind.USER, addr, reason=reason),
+                    Unresolved("[unmapped]", None, reason), None, NORMAL)
+        facts = self.facts(m)
+        if m.anonymous:
+            hit = self._perfmap(pid).lookup(lookup)
+            if hit:
+                return Frame(hit[0], FrameKind.JIT, addr, mapping=facts.info), None, None, NORMAL
+            reason = "anonymous executable memory without a perf map entry"
+            return (Frame(UNKNOWN, FrameKind.JIT, addr, reason=reason, mapping=facts.info),
+                    Unresolved("[anonymous]", None, reason), None, NORMAL)
+        if n.obj is None or n.elf_addr is None:
+            reason = n.reason or "object not recorded"
+            return (Frame(f"{facts.label}+0x{n.file_offset or 0:x}", facts.kind, addr, m.path,
+                          facts.build_id, None, reason=reason, mapping=facts.info),
+                    facts.unresolved_for(reason), None, NORMAL)
+        return self._object_frame(facts, addr, n.elf_addr, lookup != addr)
 
     def symbols(self, obj: ObjectInfo) -> ObjectSymbols:
         return self.cache.get(obj.object_id, obj.build_id,
