@@ -23,6 +23,12 @@ def is_code_entry(value: int) -> bool:
     return value & PY_FRAME_TAG_MASK == PY_FRAME_TAG
 
 
+def all_native(stack: Sequence[int]) -> bool:
+    """True when no entry can be a Python frame: every value is below the tag (one pass at C
+    speed, where is_code_entry per entry is a Python call; most stacks of a host are native)."""
+    return not stack or max(stack) < PY_FRAME_TAG
+
+
 def code_checksum(firstlineno: int, argcount: int) -> int:
     return (firstlineno + (argcount << 20)) & 0xFFFFFFFF
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from profiles.model import Frame, FrameKind, MappingInfo
-from recording.pyframes import is_code_entry, native_entries
+from recording.pyframes import all_native, is_code_entry, native_entries
 from symbolizer.cache import SymbolCache
 from symbolizer.demangle import demangle
 from symbolizer.linecache import LineCache
@@ -162,9 +162,18 @@ class Resolver:
         the other entries as return addresses. A Python frame pair (recording/pyframes.py)
         goes to `python` and leaves the native exactness as it was (the first native entry
         is the sampled instruction even when Python frames come before it)."""
+        seq = snap.maps_seq if snap else -1
+        if stack and all_native(stack) and not self._marks.get(pid):
+            # resolved already (prepare_user_stacks) and no signal frame: the leaf exact,
+            # every other entry a return address
+            per_pid = self._user.get(pid)
+            if per_pid is not None:
+                got = [per_pid.get((seq, stack[0], False))]
+                got += [per_pid.get((seq, a, True)) for a in stack[1:]]
+                if None not in got:
+                    return got  # type: ignore[return-value]  # no None, checked
         out = []
         exact = True
-        seq = snap.maps_seq if snap else -1
         i, n = 0, len(stack)
         while i < n:
             addr = stack[i]
@@ -185,8 +194,14 @@ class Resolver:
         """Resolve the entries of many stacks at once (one DWARF pass per object for
         --lines); entries that turn out exact after a signal frame are resolved after."""
         stacks = list(stacks)
-        self.prepare_user((snap, pid, a, ret) for snap, pid, stack, _u in stacks
-                          for a, ret in native_entries(stack))
+        wanted: list[tuple[Snapshot | None, int, int, bool]] = []
+        for snap, pid, stack, _u in stacks:
+            if stack and all_native(stack):
+                wanted.append((snap, pid, stack[0], False))
+                wanted += [(snap, pid, a, True) for a in stack[1:]]
+            else:
+                wanted += [(snap, pid, a, ret) for a, ret in native_entries(stack)]
+        self.prepare_user(wanted)
         for snap, pid, stack, unwinder in stacks:
             if self._marks.get(pid):
                 self.user_stack(snap, pid, stack, unwinder)
