@@ -243,13 +243,14 @@ class Resolver:
         assert obj is not None  # facts.spans come from its program headers
         names = self._names.get(obj.object_id)
         if names is None:
-            if self._names_count > _NAMES_KEPT:
-                self._names.clear()
-                self._names_count = 0
             names = self._names[obj.object_id] = {}
         key = elf << 1 | is_return
         named = names.get(key)
         if named is None:
+            if self._names_count >= _NAMES_KEPT:  # counted over all objects: bounded
+                self._names.clear()
+                self._names_count = 0
+                names = self._names[obj.object_id] = {}
             named = names[key] = self._name_at(obj, elf, is_return)
             self._names_count += 1
         name, elf_addr, dwarf, mark, reason = named

@@ -101,3 +101,17 @@ def test_unnamed_address_keeps_its_mapping_label_and_reason():
     assert why.object == "/lib/libx.so" and why.reason == f.reason
     (g,), why2 = r.user(index.snapshot_for(11, 2), 11, 0x7F20_0000_1300, False)
     assert g.name == f.name and why2 == why and g.address != f.address
+
+
+def test_name_memo_stays_bounded(monkeypatch):
+    import symbolizer.resolve as resolve
+
+    monkeypatch.setattr(resolve, "_NAMES_KEPT", 2)
+    table = SymbolTable.build([SymbolEntry(0x1000 + 0x10 * i, 0x10, f"f{i}".encode())
+                               for i in range(8)])
+    r, index = _resolver(ObjectSymbols(table, "test", True), [])
+    snap = index.snapshot_for(10, 2)
+    for i in range(8):
+        (f,), _ = r.user(snap, 10, 0x7F10_0000_1000 + 0x10 * i, False)
+        assert f.name == f"f{i}"
+    assert sum(len(d) for d in r._names.values()) <= 2
