@@ -72,16 +72,10 @@ def _frame_json(f: Frame, mapping: int | None, s: _Strings) -> dict[str, object]
         d["r"] = s(f.reason)
     # object and build ID are most often the mapping's: said only where they differ
     m = f.mapping
-    if m is None:
-        if f.object is not None:
-            d["o"] = s(f.object)
-        if f.build_id is not None:
-            d["b"] = s(f.build_id)
-    else:
-        if f.object != m.path:
-            d["o"] = None if f.object is None else s(f.object)
-        if f.build_id != m.build_id:
-            d["b"] = None if f.build_id is None else s(f.build_id)
+    if f.object != (m.path if m else None):
+        d["o"] = None if f.object is None else s(f.object)
+    if f.build_id != (m.build_id if m else None):
+        d["b"] = None if f.build_id is None else s(f.build_id)
     if f.inlined:
         d["i"] = True
     if mapping is not None:
@@ -97,31 +91,33 @@ def frames_line(groups: Sequence[Sequence[tuple[Stack, int]]]) -> str:
     mappings_json: list[dict[str, object]] = []
     stacks_json: list[list[list[object]]] = []
     strings = _Strings()
+
+    def number(f: Frame) -> int:
+        """The index of a frame not yet listed, listing it (and its mapping, if new)."""
+        m = None
+        mi = f.mapping
+        if mi is not None:
+            m = mappings.get(mi)
+            if m is None:
+                m = mappings[mi] = len(mappings_json)
+                mappings_json.append({"start": mi.start, "limit": mi.limit,
+                                      "offset": mi.file_offset, "path": mi.path,
+                                      "build_id": mi.build_id})
+        i = frames[f] = len(frames_json)
+        frames_json.append(_frame_json(f, m, strings))
+        return i
+
     for group in groups:
         line: list[list[object]] = []
         for stack, count in group:
             # most frames were met in an earlier stack: one pass at comprehension speed, then
-            # the new ones numbered in stack order
-            ids: list[int | None] = [frames.get(f) for f in stack]
+            # the new ones numbered in stack order (one may repeat within the stack)
+            ids = [frames.get(f) for f in stack]
             if None in ids:
-                for pos, f in enumerate(stack):
-                    if ids[pos] is not None:
-                        continue
-                    i = frames.get(f)  # a frame twice in one stack (recursion)
+                for pos, i in enumerate(ids):
                     if i is None:
-                        m = None
-                        if f.mapping is not None:
-                            m = mappings.get(f.mapping)
-                            if m is None:
-                                mi = f.mapping
-                                m = mappings[mi] = len(mappings_json)
-                                mappings_json.append({"start": mi.start, "limit": mi.limit,
-                                                      "offset": mi.file_offset,
-                                                      "path": mi.path,
-                                                      "build_id": mi.build_id})
-                        i = frames[f] = len(frames_json)
-                        frames_json.append(_frame_json(f, m, strings))
-                    ids[pos] = i
+                        got = frames.get(stack[pos])
+                        ids[pos] = number(stack[pos]) if got is None else got
             line.append([count, ids])
         stacks_json.append(line)
     body = {"strings": list(strings.index), "mappings": mappings_json, "frames": frames_json,
