@@ -5,12 +5,15 @@ starts with `#` (any process can set it with prctl(PR_SET_NAME)) is not read bac
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from profiles.folded import Block, escape_line, parse_lines, unescape_line
-from profiles.folded_frames import FRAMES
-from profiles.model import Frame, FrameKind, Profile
+from profiles.folded_frames import FRAMES, frames_line, read_frames
+from profiles.model import Frame, FrameKind, MappingInfo, Profile
 from recording.errors import RecordingFormatError
 from symbolizer.sinks import SinkOptions
 from symbolizer.sinks.folded import FoldedSink
@@ -146,3 +149,32 @@ def test_a_corrupt_frames_line_is_one_clear_error(body):
     text = "a;b 1\n" + FRAMES + body + "\n"
     with pytest.raises(RecordingFormatError, match=r"^t:2: bad ebpf-profiler-frames line"):
         _blocks(text)
+
+
+# ---- the frames line is written as text: it is still the JSON json.dumps would write ----
+
+_names = st.text(min_size=0, max_size=12)  # any Unicode: quotes, controls, surrogates' kin
+# 0 and "" are how the line says "none" for the optional fields (a line 0, an ELF address 0,
+# an empty file or reason are never made), so those are drawn from 1 and 1 character up
+_maybe_int = st.one_of(st.none(), st.integers(1, 2**64 - 1))
+_maybe_text = st.one_of(st.none(), st.text(min_size=1, max_size=12))
+_mappings = st.builds(MappingInfo, st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1),
+                      st.integers(0, 2**64 - 1), _names, st.one_of(st.none(), _names))
+_frames = st.builds(
+    Frame, _names, st.sampled_from(list(FrameKind)), st.integers(0, 2**64 - 1),
+    st.one_of(st.none(), _names), st.one_of(st.none(), _names), _maybe_int,
+    _maybe_text, _maybe_int, st.booleans(), _maybe_text, _maybe_int,
+    st.one_of(st.none(), _mappings))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.lists(_frames, min_size=1, max_size=5).map(tuple),
+                                   st.integers(1, 10**6)), min_size=1, max_size=3),
+                min_size=1, max_size=4))
+def test_frames_line_text_is_compact_json_that_reads_back(groups):
+    line = frames_line(groups)
+    assert line.startswith(FRAMES) and line.endswith("\n") and line.count("\n") == 1
+    body = line[len(FRAMES):-1]
+    # the canonical compact encoding: what json.dumps(separators=(",", ":")) gives
+    assert json.dumps(json.loads(body), separators=(",", ":")) == body
+    assert read_frames(body) == [list(g) for g in groups]
