@@ -95,3 +95,24 @@ def test_every_symbol_of_a_rust_program_as_cxxfilt(tmp_path: Path, mangling):
                     and (mangling == "v0" or re.search(r"17h[0-9a-f]{16}E", p[-1]))})
     assert len(names) > 100
     assert same_as_cxxfilt(names) == []
+
+
+def test_every_cxx_symbol_of_libstdcxx_as_nm_demangles_it():
+    """Itanium C++ names, through libstdc++'s __cxa_demangle (symbolizer/demangle.py calls it
+    by ctypes): every mangled .dynsym name of libstdc++ itself (templates, operators, ABI
+    tags, `@@GLIBCXX_3.4` versions) as `nm -C` prints it. nm demangles with libiberty's
+    DMGL_PARAMS | DMGL_ANSI, as perf does; c++filt adds DMGL_VERBOSE, which spells out the
+    standard abbreviations (`std::istream` as `std::basic_istream<char, ...>`)."""
+    lib = "/usr/lib/x86_64-linux-gnu/libstdc++.so.6"
+
+    def nm(*flags: str) -> list[str]:
+        out = subprocess.run(["nm", "-D", "--defined-only", *flags, lib], capture_output=True,
+                             text=True, check=True).stdout
+        return [line.split(" ", 2)[2] for line in out.splitlines() if line.count(" ") >= 2]
+
+    pairs = [(raw, shown) for raw, shown in zip(nm(), nm("-C"), strict=True)
+             if raw.startswith("_Z")]
+    assert len(pairs) > 1000, len(pairs)
+    diffs = [f"{raw}: ours {demangle(raw)!r}, nm {shown!r}" for raw, shown in pairs
+             if demangle(raw) != shown]
+    assert diffs == [], diffs[:5]
