@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -26,6 +27,27 @@ def run(prog: str, main: Callable[[list[str]], int], argv: list[str] | None = No
         print(f"{prog}: output closed by its reader (the next command in the pipe exited)",
               file=sys.stderr)
         return 141
+
+
+def exit_now(prog: str, code: int) -> None:
+    """End the process with `code` once stdout and stderr are flushed, skipping the
+    interpreter's teardown. A symbolizer run ends holding every frame, name and symbol table
+    it made, and freeing them one by one took ~40 ms of a 1 s run (30 s of a busy host) for
+    memory the kernel takes back at once. Only for the console scripts' own processes, after
+    every file is closed and committed: no atexit handler of ours is left to run."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        print(f"{prog}: output closed by its reader (the next command in the pipe exited)",
+              file=sys.stderr)
+        code = 141
+    except OSError as exc:
+        print(f"{prog}: error: cannot write the output: {exc.strerror}", file=sys.stderr)
+        code = code or 1
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def _silence_stdout() -> None:

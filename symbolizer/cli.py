@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli_common.command import run
+from cli_common.command import exit_now, run
 from cli_common.flags import CONTEXT, exit_codes_help, option, parse, version_option
 from cli_common.timeparse import TIME_HELP
 from recording.errors import UsageError
@@ -91,7 +91,10 @@ def symbolize_main(argv: list[str], *, discovery: Discovery | None = None) -> in
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(PROG, symbolize_main, argv)
+    code = run(PROG, symbolize_main, argv)
+    if argv is None:  # the console script's own process: nothing runs after this
+        exit_now(PROG, code)
+    return code
 
 
 if __name__ == "__main__":
