@@ -125,9 +125,18 @@ def folded_lines(profile: Profile, style: FoldedStyle | None = None) -> list[str
 def _line_groups(profile: Profile, style: FoldedStyle) -> list[tuple[str, list[tuple[Stack, int]]]]:
     """The stack lines, sorted, each with the stacks whose names make it."""
     groups: dict[str, list[tuple[Stack, int]]] = {}
+    # a frame's text once per profile: stacks share most of their frames (a frame's hash is
+    # kept in it, so the lookup costs less than frame_text's three replaces)
+    texts: dict[Frame, str] = {}
+
+    def text(f: Frame) -> str:
+        t = texts[f] = _names((f,), style)[0]
+        return t
+
     for stack, count in profile.stacks.items():
         if count > 0:
-            groups.setdefault(";".join(_names(stack, style)), []).append((stack, count))
+            line = ";".join([texts.get(f) or text(f) for f in stack])
+            groups.setdefault(line, []).append((stack, count))
     return sorted(groups.items())
 
 

@@ -324,28 +324,36 @@ class Engine:
             root = self._roots[s.comm] = Frame(s.comm or UNKNOWN, FrameKind.ROOT)
         frames: list[Frame] = [root]
         unresolved: set[Unresolved] = set()
-        python = self.python
-        self._append(frames, unresolved, s.user_stack_error, FrameKind.USER, lambda: (
-            self.resolver.user_stack(snap, s.pid, s.user_stack, s.user_unwinder,
-                                     lambda a, b: python.frame(s.pid, a, b))))
-        self._append(frames, unresolved, s.kernel_stack_error, FrameKind.KERNEL, lambda: [
-            self.resolver.kernel(a, i > 0) for i, a in enumerate(s.kernel_stack)])
+        lost = _LOST.get(s.user_stack_error or 0)
+        if lost is not None:
+            _lost(frames, unresolved, lost, FrameKind.USER)
+        else:
+            python = self.python
+            pid = s.pid
+            _add(frames, unresolved, self.resolver.user_stack(
+                snap, pid, s.user_stack, s.user_unwinder,
+                lambda a, b: python.frame(pid, a, b)))
+        lost = _LOST.get(s.kernel_stack_error or 0)
+        if lost is not None:
+            _lost(frames, unresolved, lost, FrameKind.KERNEL)
+        elif s.kernel_stack:
+            _add(frames, unresolved, self.resolver.kernel_stack(s.kernel_stack))
         return tuple(frames), unresolved
 
-    @staticmethod
-    def _append(frames: list[Frame], unresolved: set[Unresolved], error: int | None,
-                kind: FrameKind, resolve: Callable[[], list[Resolved]]) -> None:
-        if error in _LOST:
-            reason = _LOST[error]
-            frames.append(Frame(UNKNOWN, kind, reason=reason))
-            unresolved.add(Unresolved("[lost stacks]", None, reason))
-            return
-        # Stacks are stored leaf first; output is root first. (Python frame pairs in user
-        # stacks: recording/pyframes.py, resolved by Resolver.user_stack.)
-        for got, why in reversed(resolve()):
-            frames.extend(got)
-            if why is not None:
-                unresolved.add(why)
+
+def _lost(frames: list[Frame], unresolved: set[Unresolved], reason: str, kind: FrameKind
+          ) -> None:
+    frames.append(Frame(UNKNOWN, kind, reason=reason))
+    unresolved.add(Unresolved("[lost stacks]", None, reason))
+
+
+def _add(frames: list[Frame], unresolved: set[Unresolved], resolved: list[Resolved]) -> None:
+    """Append a stack's frames: stored leaf first, written root first. (Python frame pairs in
+    user stacks: recording/pyframes.py, resolved by Resolver.user_stack.)"""
+    frames += [f for got, _why in reversed(resolved) for f in got]
+    for _got, why in resolved:
+        if why is not None:
+            unresolved.add(why)
 
 
 def _native_leaf(stack: list[int] | None) -> AbsAddr | None:

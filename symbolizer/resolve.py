@@ -86,7 +86,7 @@ class Resolver:
         self._user: dict[int, dict[tuple[int, int, bool], Resolved]] = {}
         # the same keys -> sigframes mark, for the few entries that are not NORMAL
         self._marks: dict[int, dict[tuple[int, int, bool], int]] = {}
-        self._kernel: dict[tuple[int, bool], Resolved] = {}
+        self._kernel: dict[int, Resolved] = {}  # addr << 1 | is_return -> frames
         # per recorded mapping: its object, pprof Mapping and label (symbolizer/mapping_facts.py),
         # by id(): a frozen Mapping's hash is a Python call of five fields' hashes, and the
         # entry holds the mapping, so its id is not reused while the entry lives
@@ -361,11 +361,21 @@ class Resolver:
 
     # --- kernel frames -------------------------------------------------------------------
     def kernel(self, addr: int, is_return: bool) -> Resolved:
-        key = (addr, is_return)
+        key = addr << 1 | is_return
         got = self._kernel.get(key)
         if got is None:
             got = self._kernel[key] = self._kernel_frame(addr, is_return)
         return got
+
+    def kernel_stack(self, stack: list[int]) -> list[Resolved]:
+        """Frames of each entry of a kernel stack (leaf first; every entry but the leaf a
+        return address), from the memo in one pass where all are known."""
+        memo = self._kernel
+        got = [memo.get(stack[0] << 1)]
+        got += [memo.get(a << 1 | 1) for a in stack[1:]]
+        if None in got:
+            return [self.kernel(a, i > 0) for i, a in enumerate(stack)]
+        return got  # type: ignore[return-value]  # no None, checked
 
     def _kernel_frame(self, addr: int, is_return: bool) -> Resolved:
         if self._ktable is None:
