@@ -36,7 +36,8 @@ def exit_now(prog: str, code: int) -> None:
     memory the kernel takes back at once. Only for the console scripts' own processes, after
     every file is closed and committed: no atexit handler of ours is left to run."""
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None: started with fd 1 closed (`>&-`)
+            sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
         print(f"{prog}: output closed by its reader (the next command in the pipe exited)",
@@ -45,7 +46,7 @@ def exit_now(prog: str, code: int) -> None:
     except OSError as exc:
         print(f"{prog}: error: cannot write the output: {exc.strerror}", file=sys.stderr)
         code = code or 1
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, AttributeError):  # stderr may be closed too (None)
         sys.stderr.flush()
     os._exit(code)
 

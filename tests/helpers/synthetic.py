@@ -85,7 +85,11 @@ def synthetic_recording(out: Path, exe: Path, lib: Path, seconds: int = 3,
         maps: list[dict] = []
         while time.monotonic() < deadline:
             maps = exec_mappings(proc.pid)
-            if any(os.path.basename(m["path"]) == lib.name for m in maps):
+            names = [os.path.basename(m["path"]) for m in maps]
+            # ld.so maps the needed objects one by one: libfixture.so may be there before
+            # libc.so.6 is
+            if lib.name in names and (extra_leaf is None
+                                      or any(n.startswith(extra_leaf[0]) for n in names)):
                 break
             time.sleep(0.05)
     finally:

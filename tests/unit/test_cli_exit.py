@@ -29,3 +29,11 @@ def test_a_reader_gone_is_one_line_and_141():
     assert r.returncode == 141
     assert r.stderr == ("note\nprog: output closed by its reader (the next command in the pipe "
                         "exited)\n")
+
+
+def test_started_with_stdout_closed_keeps_its_code():
+    # fd 1 closed (`>&-`): sys.stdout is None, and the end must not trip over it
+    code = "from cli_common.command import exit_now; exit_now('prog', 5)"
+    r = subprocess.run(["bash", "-c", f'"{sys.executable}" -c "{code}" >&-'],
+                       capture_output=True, text=True, env=ENV)
+    assert (r.returncode, r.stderr) == (5, "")
