@@ -102,11 +102,14 @@ class FoldedStyle:
 KERNEL_ANNOTATION = "_[k]"
 
 
+def _text(f: Frame, style: FoldedStyle) -> str:
+    if style.kernel_annotations and f.kind is FrameKind.KERNEL:
+        return frame_text(f.name) + KERNEL_ANNOTATION
+    return frame_text(f.name)
+
+
 def _names(stack: Stack, style: FoldedStyle) -> list[str]:
-    if not style.kernel_annotations:
-        return [frame_text(f.name) for f in stack]
-    return [frame_text(f.name) + KERNEL_ANNOTATION if f.kind is FrameKind.KERNEL
-            else frame_text(f.name) for f in stack]
+    return [_text(f, style) for f in stack]
 
 
 def folded_lines(profile: Profile, style: FoldedStyle | None = None) -> list[str]:
@@ -130,7 +133,7 @@ def _line_groups(profile: Profile, style: FoldedStyle) -> list[tuple[str, list[t
     texts: dict[Frame, str] = {}
 
     def text(f: Frame) -> str:
-        t = texts[f] = _names((f,), style)[0]
+        t = texts[f] = _text(f, style)
         return t
 
     for stack, count in profile.stacks.items():
