@@ -126,6 +126,17 @@ struct proc_t {
     struct mapping_t m[MAX_MAPPINGS];
 };
 
+// Code objects a young CPython process's sample ran that no sample of it ran before
+// (bpf/python.h, py_note_code): sent to the recorder as soon as the sample ends, so that it
+// reads them while the process lives; the drain is up to a window later.
+#define PY_FRESH_MAX 8
+struct fresh_t {
+    u32 tgid;
+    u32 n;
+    u64 code[PY_FRESH_MAX];
+    u32 checksum[PY_FRESH_MAX];
+};
+
 // Per-CPU scratch: a sample's state while tail calls continue its walk (the BPF stack is only
 // 512 bytes).
 struct state_t {
@@ -141,6 +152,8 @@ struct state_t {
     u8 bp_known;
     u8 exact_pc;     // the pc is not a return address (first frame, or after a signal frame)
     u8 py_on;        // the process is a CPython the recorder described in `pyprocs`
+    u8 py_eager;     // in its first moments: note code objects not seen before (python.h)
+    struct fresh_t fresh;  // those noted by this sample, sent at its end
 };
 
 // Why user space should (re)read a process's mappings. The value of `seen[tgid]` holds the
@@ -179,6 +192,15 @@ BPF_HASH(seen, u32, u8, 65536);
 // from its parent even when it is gone before its own /proc could be read.
 BPF_HASH(parents, u32, u32, 65536);
 BPF_PERF_OUTPUT(events);
+BPF_PERF_OUTPUT(pycodes);  // struct fresh_t
+struct pycode_key_t {
+    u32 tgid;
+    u32 checksum;
+    u64 code;
+};
+// (process, code object) pairs already sent; least recently used forgotten first, which at
+// worst sends one again (the recorder reads each once)
+BPF_TABLE("lru_hash", struct pycode_key_t, u8, pycodes_seen, 16384);
 // Unwind tables of every loaded object, back to back; user space writes them through mmap.
 BPF_F_TABLE("array", u32, struct row_t, unwind_rows, ROWS_SIZE, BPF_F_MMAPABLE);
 BPF_F_TABLE("hash", u32, struct proc_t, procs, PROCS_SIZE, BPF_F_NO_PREALLOC);
@@ -418,6 +440,25 @@ static __always_inline int dwarf_step(struct state_t *st, struct row_t *row)
     return STOP_NONE;
 }
 
+// The map calls python.h needs: bcc 0.26 rewrites `m.insert()` in the main file only.
+static __always_inline void py_note_code(struct state_t *st, u64 code, u32 checksum)
+{
+    u32 n = st->fresh.n;
+    if (!st->py_eager || n >= PY_FRESH_MAX)
+        return;
+    struct pycode_key_t k = {.tgid = st->key.tgid, .checksum = checksum, .code = code};
+    u8 one = 1;
+    if (pycodes_seen.insert(&k, &one) == 0) {  // BPF_NOEXIST: fails for a key already there
+        st->fresh.code[n & (PY_FRESH_MAX - 1)] = code;
+        st->fresh.checksum[n & (PY_FRESH_MAX - 1)] = checksum;
+        st->fresh.n = n + 1;
+    }
+}
+
+#include "python.h"
+// pid -> where its interpreter keeps its threads and frames (recorder/python/)
+BPF_HASH(pyprocs, u32, struct py_proc_t, 4096);
+
 // A sample of a process whose mapping list is not in the kernel yet (its first milliseconds,
 // before the recorder read /proc or loaded its tables) would get frame-pointer steps only:
 // its user stack is copied instead, as perf --call-graph dwarf copies every sample's, and the
@@ -433,18 +474,33 @@ struct copy_t {
     u32 kernel_len;
     u64 pc, sp, bp;
     char comm[TASK_COMM_LEN];
+    u64 eval_start, eval_end;  // the process's _PyEval_EvalFrameDefault (py_proc_t), or 0
+    u32 py_len;                // slots of py[] in use
+    u32 pad;
     u64 kernel[MAX_STACK_DEPTH];
+    u64 py[MAX_STACK_DEPTH];   // its Python frames, activation by activation (python.h)
     u8 data[STACK_COPY + 4096];  // slack: the verifier bounds offset + a page-sized read
 };
 BPF_RINGBUF_OUTPUT(copies, COPY_PAGES);
 
-static __always_inline int copy_user_stack(struct state_t *st)
+static __always_inline int copy_user_stack(struct state_t *st, struct py_proc_t *py)
 {
     struct copy_t *c = copies.ringbuf_reserve(sizeof(struct copy_t));
     if (c == NULL) {
         bump(STAT_COPIES_LOST);  // the ring is full: frame-pointer steps for this one
         return 0;
     }
+    // The Python frames are read now, while the thread is stopped in them; the native frames
+    // they interleave with are known only once user space unwinds the copy.
+    c->eval_start = 0;
+    c->eval_end = 0;
+    if (st->py_on && py) {
+        py_walk_all(st, py);
+        c->eval_start = py->eval_start;
+        c->eval_end = py->eval_end;
+    }
+    c->py_len = st->user.len;
+    bpf_probe_read_kernel(c->py, sizeof(c->py), st->user.ips);
     c->tgid = st->key.tgid;
     c->pc = st->pc;
     c->sp = st->sp;
@@ -473,10 +529,6 @@ static __always_inline int copy_user_stack(struct state_t *st)
     copies.ringbuf_submit(c, 0);
     return 1;
 }
-
-#include "python.h"
-// pid -> where its interpreter keeps its threads and frames (recorder/python/)
-BPF_HASH(pyprocs, u32, struct py_proc_t, 4096);
 
 // Record the current pc as a frame, then move to the caller. Returns STOP_* (NONE: go on).
 static __always_inline int unwind_frame(struct state_t *st, struct proc_t *proc,
@@ -545,6 +597,8 @@ int unwind_user(struct bpf_perf_event_data *ctx)
     }
     st->key.user_stop = stop;
     finish(st);
+    if (st->fresh.n)
+        pycodes.perf_submit(ctx, &st->fresh, sizeof(st->fresh));
     return 0;
 }
 
@@ -628,8 +682,12 @@ int on_sample(struct bpf_perf_event_data *ctx)
     struct py_proc_t *py = pyprocs.lookup(&tgid);
     st->py_frame = py ? py_current_frame(py, (u32)id) : 0;
     st->py_on = st->py_frame != 0;
-    if (procs.lookup(&tgid) == NULL && copy_user_stack(st))
+    st->py_eager = 0;  // a copy's code objects are read as it arrives
+    st->fresh.tgid = tgid;
+    st->fresh.n = 0;
+    if (procs.lookup(&tgid) == NULL && copy_user_stack(st, py))
         return 0;  // the recorder unwinds and counts it
+    st->py_eager = st->py_on && py && bpf_ktime_get_ns() < py->eager_until;
     progs.call(ctx, 0);
     // not reached unless the tail call failed (the recorder sets progs[0] before attaching)
     st->key.user_stop = STOP_UNSUPPORTED;

@@ -52,6 +52,7 @@ struct py_proc_t {
     u32 minor;        // 8..13
     u32 pad;
     s32 off[PY_N_OFFSETS];
+    u64 eager_until;  // bpf_ktime_get_ns() until which new code objects are sent at once
 };
 
 static __always_inline u64 py_read_ptr(u64 addr)
@@ -129,6 +130,7 @@ static __always_inline int py_emit_one(struct state_t *st, struct py_proc_t *py)
                         (void *)(code + py->off[PY_CODE_FIRSTLINENO]));
     bpf_probe_read_user(&argcount, sizeof(argcount), (void *)(code + py->off[PY_CODE_ARGCOUNT]));
     u32 checksum = (u32)firstline + ((u32)argcount << 20);
+    py_note_code(st, code & 0xFFFFFFFFFFFFULL, checksum);
     u32 n = st->user.len;
     if (n + 2 > MAX_STACK_DEPTH)
         return 1;
@@ -157,4 +159,27 @@ static __always_inline int py_before_native(struct state_t *st, struct py_proc_t
     if (py_emit_one(st, py))
         st->py_done_sp = st->sp;
     return 1;
+}
+
+// A stack copy (profile.c, copy_user_stack) is unwound later in user space, when the native
+// frames are known but the thread has moved on: its Python frames are read at the sample, all
+// of them, into the stack, each activation's frames closed by PY_ACTIVATION_END (an empty
+// activation too: a 3.12+ shim met first). recorder/stack_copies.py puts activation k's frames
+// before the k-th _PyEval_EvalFrameDefault frame from the leaf, as py_before_native would have.
+#define PY_ACTIVATION_END (PY_FRAME_TAG | 0xFFFFFFFFFFFFULL)
+#define PY_COPY_STEPS 64
+static __always_inline void py_walk_all(struct state_t *st, struct py_proc_t *py)
+{
+    for (int i = 0; i < PY_COPY_STEPS; i++) {
+        // two slots for a frame and one for its end: py_emit_one never stops for depth here
+        if (st->py_frame == 0 || st->user.len + 3 > MAX_STACK_DEPTH)
+            break;
+        if (py_emit_one(st, py)) {
+            u32 n = st->user.len;
+            if (n < MAX_STACK_DEPTH) {
+                st->user.ips[n] = PY_ACTIVATION_END;
+                st->user.len = n + 1;
+            }
+        }
+    }
 }

@@ -29,7 +29,7 @@ BPF_SOURCE = Path(os.environ.get("EBPF_PROFILER_BPF_DIR", Path(__file__).resolve
 # Indexes of the per-CPU `stats` array in bpf/profile.c.
 (STAT_SAMPLES, STAT_USER_STACK_LOST, STAT_KERNEL_STACK_LOST, STAT_COUNTS_FULL,
  STAT_TARGETS_FULL, STAT_SEEN_FULL, STAT_COPIES_LOST) = range(7)
-COPY_PAGES = 512  # 2 MiB ring of copied stacks (~150 copies of 13 KiB)
+COPY_PAGES = 512  # 2 MiB ring of copied stacks (~140 copies of 14 KiB)
 N_STATS = 8
 # Event reasons (EV_* in bpf/profile.c).
 EV_NEW, EV_EXEC, EV_MMAP = 2, 3, 4
@@ -64,6 +64,15 @@ KERNEL_ROW = struct.Struct("<IHBb")
 class _Event(ctypes.Structure):
     _fields_ = [("tgid", ctypes.c_uint32), ("reason", ctypes.c_uint32),
                 ("ppid", ctypes.c_uint32), ("uid", ctypes.c_uint32)]
+
+
+PY_FRESH_MAX = 8
+
+
+class _FreshCodes(ctypes.Structure):  # struct fresh_t
+    _fields_ = [("tgid", ctypes.c_uint32), ("n", ctypes.c_uint32),
+                ("code", ctypes.c_uint64 * PY_FRESH_MAX),
+                ("checksum", ctypes.c_uint32 * PY_FRESH_MAX)]
 
 
 @dataclass(frozen=True)
@@ -192,6 +201,16 @@ class ProfileProgram:
             on_event(ev.tgid, ev.reason, ev.ppid, ev.uid)
 
         self.bpf["events"].open_perf_buffer(handle, page_cnt=16)
+
+    def open_pycodes(self, on_codes: Callable[[int, list[tuple[int, int]]], None]) -> None:
+        """on_codes(tgid, [(code_addr, checksum)]): code objects a young CPython process ran
+        for the first time (bpf/profile.c `pycodes`), to be read while it lives."""
+        def handle(_cpu: int, data: int, _size: int) -> None:
+            ev = ctypes.cast(data, ctypes.POINTER(_FreshCodes)).contents
+            n = min(ev.n, PY_FRESH_MAX)
+            on_codes(ev.tgid, [(ev.code[i], ev.checksum[i]) for i in range(n)])
+
+        self.bpf["pycodes"].open_perf_buffer(handle, page_cnt=8)
 
     def poll_events(self, timeout_ms: int) -> None:
         self.bpf.perf_buffer_poll(timeout=timeout_ms)

@@ -109,6 +109,11 @@ class Recorder:
         self.tables: KernelTables | None = None
         self.copies: CopyUnwinder | None = None
         self.python: PythonFrames | None = None
+        # `pycode` rows read before the drain, written with the next window: of stack copies'
+        # Python frames as each copy arrives, of the code objects a young process's samples
+        # met first as the BPF program sends them (a short-lived process may be gone by the
+        # drain)
+        self.early_rows: list[Row] = []
 
     def _on_event(self, tgid: int, reason: int, ppid: int = 0, uid: int | None = None) -> None:
         if ppid:
@@ -169,6 +174,8 @@ class Recorder:
             if tables is not None:
                 self.copies = CopyUnwinder(tables, cache)
                 program.open_copies(self._on_copy)
+            if self.python is not None:
+                program.open_pycodes(self._on_pycodes)
             if self.target.mode == "pid":
                 # Children that exist already; the fork tracepoint adds later ones.
                 roots = set(self.target.pids)
@@ -300,9 +307,10 @@ class Recorder:
                 rows = self._window_rows(counts, tracker, ksyms, window_start_ns, window_end_ns,
                                          lost_now - lost_before, summary)
                 lost_before = lost_now
-                writer.write_rows(pending_rows + rows)
+                writer.write_rows(pending_rows + self.early_rows + rows)
                 writer.end_window()
                 pending_rows = []
+                self.early_rows = []
                 total += sum(c.count for c in counts)
                 window_start_ns = window_end_ns
                 next_drain = (int(now / interval) + 1) * interval
@@ -359,7 +367,10 @@ class Recorder:
         """What a new process snapshot feeds: the unwinder's tables, the Python walker."""
         tables = self.tables
         if self.opts.python and program.dwarf:
-            self.python = PythonFrames(program.set_python)
+            # eager for two windows: a process that exits within them has no drain after
+            # its samples while it lives
+            self.python = PythonFrames(program.set_python,
+                                       eager_seconds=2 * self.opts.drain_interval)
         python = self.python
         if tables is None:
             return None
@@ -376,6 +387,13 @@ class Recorder:
         copy = parse_copy(raw)
         if copy is not None and self.copies is not None:
             self.copies.add(copy)
+            if copy.python and self.python is not None:
+                self.early_rows += self.python.rows([(copy.tgid, copy.python_pairs())],
+                                                   time.time_ns())
+
+    def _on_pycodes(self, tgid: int, keys: list[tuple[int, int]]) -> None:
+        if self.python is not None:
+            self.early_rows += self.python.read_now(tgid, keys, time.time_ns())
 
     def _open_mmap_tracking(self, summary: Summary) -> MmapTracker | None:
         try:

@@ -18,14 +18,19 @@ from dataclasses import dataclass
 
 from recorder.bpf_program import MAX_STACK_DEPTH, StackCount
 from recorder.unwinder import KernelTables
+from recording.pyframes import CODE_ADDR_MASK, PY_FRAME_TAG, all_native
 from unwind.cache import TableCache
 from unwind.reference import ProcessTables, Regs, StackMemory, unwind
 from unwind.table import UnwindTable
 
-# struct copy_t: tgid, len, kernel_error, kernel_len, pc, sp, bp, comm; then kernel[127], data
-_HEADER = struct.Struct("<IIiIQQQ16s")
+# struct copy_t: tgid, len, kernel_error, kernel_len, pc, sp, bp, comm, eval_start, eval_end,
+# py_len, pad; then kernel[127], py[127], data
+_HEADER = struct.Struct("<IIiIQQQ16sQQII")
 _KERNEL_AT = _HEADER.size
-_DATA_AT = _KERNEL_AT + 8 * MAX_STACK_DEPTH
+_PY_AT = _KERNEL_AT + 8 * MAX_STACK_DEPTH
+_DATA_AT = _PY_AT + 8 * MAX_STACK_DEPTH
+# closes each activation's Python frames in py[] (bpf/python.h); never in a recorded stack
+PY_ACTIVATION_END = PY_FRAME_TAG | CODE_ADDR_MASK
 RED_ZONE = 128
 COPY_WAIT_DRAINS = 2
 # Tables kept in memory for the copies (a busy machine starts processes of the same few objects
@@ -48,20 +53,76 @@ class StackCopy:
     data: bytes
     kernel: tuple[int, ...]
     kernel_error: int | None
+    # the Python frames read at the sample: one tuple of (A, B) pairs per C activation of
+    # _PyEval_EvalFrameDefault, innermost first, and that function's range in the process
+    python: tuple[tuple[int, ...], ...] = ()
+    eval_range: tuple[int, int] = (0, 0)
     waited: int = 0
+
+    def python_pairs(self) -> list[int]:
+        """Every Python frame's (A, B) pair, as a stack holds them (for the code objects)."""
+        return [v for activation in self.python for v in activation]
 
 
 def parse_copy(raw: bytes) -> StackCopy | None:
     """A record of the `copies` ring; None when it is too short to be one."""
     if len(raw) < _DATA_AT:
         return None
-    tgid, length, kerr, klen, pc, sp, bp, comm = _HEADER.unpack_from(raw)
+    (tgid, length, kerr, klen, pc, sp, bp, comm, eval_start, eval_end, py_len,
+     _pad) = _HEADER.unpack_from(raw)
     klen = min(klen, MAX_STACK_DEPTH)
     # bpf_get_stack can leave zero entries, as in the sampled stacks: not frames
     kernel = tuple(a for a in struct.unpack_from(f"<{klen}Q", raw, _KERNEL_AT) if a)
+    slots = struct.unpack_from(f"<{min(py_len, MAX_STACK_DEPTH)}Q", raw, _PY_AT)
     data = raw[_DATA_AT:_DATA_AT + min(length, len(raw) - _DATA_AT)]
     return StackCopy(tgid, comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
-                     Regs(pc, sp, bp), data, kernel, kerr or None)
+                     Regs(pc, sp, bp), data, kernel, kerr or None,
+                     _activations(slots), (eval_start, eval_end))
+
+
+def _activations(slots: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """py[] cut at its PY_ACTIVATION_END markers; an unclosed tail (the walk's step limit) is
+    the start of an activation whose frames are not all there: kept, as the in-kernel walk
+    keeps what it read before its depth limit."""
+    out: list[tuple[int, ...]] = []
+    current: list[int] = []
+    i = 0
+    while i < len(slots):
+        if slots[i] == PY_ACTIVATION_END:
+            out.append(tuple(current))
+            current = []
+            i += 1
+        elif i + 1 < len(slots):
+            current += slots[i:i + 2]
+            i += 2
+        else:
+            break
+    if current:
+        out.append(tuple(current))
+    return tuple(out)
+
+
+def with_python(frames: tuple[int, ...], copy: StackCopy) -> tuple[tuple[int, ...], bool]:
+    """The unwound native frames (leaf first) with the copy's Python frames put where the
+    BPF walk puts them (bpf/python.h, py_before_native): each activation's frames just before
+    (leaf side of) its _PyEval_EvalFrameDefault frame, the k-th such frame from the leaf
+    taking the k-th activation. Cut at MAX_STACK_DEPTH entries without splitting a pair, as
+    the kernel's walk stops. Returns the stack and whether it was cut."""
+    start, end = copy.eval_range
+    if not copy.python or start >= end:
+        return frames, False
+    out: list[int] = []
+    pending = iter(copy.python)
+    for pc in frames:
+        if start <= pc < end:
+            for i in range(0, len(activation := next(pending, ())), 2):
+                if len(out) + 2 > MAX_STACK_DEPTH:
+                    return tuple(out), True
+                out += activation[i:i + 2]
+        if len(out) >= MAX_STACK_DEPTH:
+            return tuple(out), True
+        out.append(pc)
+    return tuple(out), False
 
 
 class CopyUnwinder:
@@ -92,8 +153,13 @@ class CopyUnwinder:
                 continue
             mem = StackMemory(c.regs.sp - RED_ZONE, c.data)
             r = unwind(c.regs, tables, mem.read_u64, MAX_STACK_DEPTH)
-            unwinder = f"{r.unwinder}+copy" if r.unwinder else "copy"
-            counts[(c.tgid, c.comm, r.frames, c.kernel, c.kernel_error, unwinder, r.stop)] += 1
+            frames, cut = with_python(r.frames, c)
+            unwinder = r.unwinder or ""
+            if not all_native(frames):  # as the BPF walk sets UNWINDER_PYTHON
+                unwinder = f"{unwinder}+python" if unwinder else "python"
+            unwinder = f"{unwinder}+copy" if unwinder else "copy"
+            stop = "depth" if cut else r.stop
+            counts[(c.tgid, c.comm, frames, c.kernel, c.kernel_error, unwinder, stop)] += 1
             self.unwound += 1
         self.pending = later
         return [StackCount(tgid=t, comm=comm, user_stack=frames, kernel_stack=kernel,

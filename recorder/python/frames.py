@@ -10,6 +10,7 @@ said once, in one line, and keeps its native frames.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterable
 
 from recorder.btf import task_fsbase_offset
@@ -22,8 +23,11 @@ from recording.schema import Row
 
 class PythonFrames:
     def __init__(self, set_entry: Callable[[int, bytes | None], None], proc: str = "/proc",
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, eager_seconds: float = 0.0) -> None:
         self._set_entry = set_entry  # (pid, packed py_proc_t or None to drop it)
+        # how long after its snapshot a process's new code objects come as events (read at
+        # once: read_now) rather than at the drain after their samples only
+        self._eager_ns = int(eager_seconds * 1e9)
         self.proc = proc
         self.processes: dict[int, PythonProcess] = {}
         self.tracker = CodeObjectTracker()
@@ -45,7 +49,8 @@ class PythonFrames:
                 self.processes[pid] = info
             # set even when unchanged: BPF drops the entry at exec and at exit (a new process
             # of a reused pid, or a non-PIE python exec'ing itself, looks the same here)
-            self._set_entry(pid, pyproc_entry(info))
+            eager_until = time.monotonic_ns() + self._eager_ns if self._eager_ns else 0
+            self._set_entry(pid, pyproc_entry(info, eager_until_ns=eager_until))
             return
         if pid in self.processes:  # exec'd into something else
             self.forget(pid)
@@ -62,6 +67,12 @@ class PythonFrames:
         if not self.processes:
             return []
         return self.tracker.rows(samples, self.processes, time_ns)
+
+    def read_now(self, pid: int, keys: Iterable[tuple[int, int]], time_ns: int) -> list[Row]:
+        """`pycode` rows for the code objects of `pid` the BPF program saw first (those not
+        read yet), while the process still lives: one that exits before the drain after its
+        samples would leave them unnamed."""
+        return self.tracker.read(pid, keys, self.processes, time_ns)
 
     def forget(self, pid: int) -> None:
         if self.processes.pop(pid, None) is not None:

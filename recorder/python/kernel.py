@@ -13,12 +13,15 @@ from recorder.btf import task_fsbase_offset
 from recorder.python.process import PythonProcess
 
 N_OFFSETS = 16
-# struct py_proc_t: runtime, eval_start, eval_end, code_type, minor, pad, s32 off[16]
-PY_PROC = struct.Struct(f"<QQQQII{N_OFFSETS}i")
+# struct py_proc_t: runtime, eval_start, eval_end, code_type, minor, pad, s32 off[16],
+# eager_until
+PY_PROC = struct.Struct(f"<QQQQII{N_OFFSETS}iQ")
 
 
-def pyproc_entry(info: PythonProcess, fsbase_offset: int | None = None) -> bytes:
-    """The packed `pyprocs` value for a process."""
+def pyproc_entry(info: PythonProcess, fsbase_offset: int | None = None,
+                 eager_until_ns: int = 0) -> bytes:
+    """The packed `pyprocs` value for a process. Until `eager_until_ns` (CLOCK_MONOTONIC, as
+    bpf_ktime_get_ns), the BPF program sends each code object it meets first at once."""
     o = info.offsets
     minor = info.version[1]
     # 3.11 ends an activation's frames at is_entry, 3.12+ at a shim whose owner is the C stack
@@ -45,4 +48,4 @@ def pyproc_entry(info: PythonProcess, fsbase_offset: int | None = None) -> bytes
         o.object_type,                      # PY_OBJECT_TYPE
     ]
     return PY_PROC.pack(info.runtime_addr, info.eval_start, info.eval_end, info.code_type or 0,
-                        minor, 0, *off)
+                        minor, 0, *off, eager_until_ns)

@@ -34,6 +34,19 @@ class CodeObjectTracker:
             for key in code_objects(stack):
                 if key not in done:
                     wanted.setdefault(pid, {})[key] = None
+        return self._read(wanted, processes, time_ns)
+
+    def read(self, pid: int, keys: Iterable[tuple[int, int]],
+             processes: dict[int, PythonProcess], time_ns: int) -> list[Row]:
+        """`pycode` rows for those of these (code_addr, checksum) not read yet."""
+        if pid not in processes:
+            return []
+        done = self._done.get(pid, {})
+        new = {key: None for key in keys if key not in done}
+        return self._read({pid: new}, processes, time_ns) if new else []
+
+    def _read(self, wanted: dict[int, dict[tuple[int, int], None]],
+              processes: dict[int, PythonProcess], time_ns: int) -> list[Row]:
         out: list[Row] = []
         for pid, keys in wanted.items():
             info = processes[pid]

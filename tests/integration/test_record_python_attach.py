@@ -36,8 +36,9 @@ if sys.argv[1] == "before":
     print("ready", flush=True)
     sys.stdin.readline()
     # Its first samples make the recorder read its maps and load its unwind tables; until
-    # they are in the kernel, samples are stack copies without Python frames. A warm-up under
-    # another name takes them, so that py-before's samples are those of the steady state.
+    # then they are stack copies, and before its snapshot they have no Python frames. A
+    # warm-up under another name takes them, so that py-before's samples are those of the
+    # steady state.
     set_comm("py-warm")
     for n in lengths(rounds): work(n)
     set_comm("py-before")

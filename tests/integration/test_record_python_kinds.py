@@ -107,11 +107,9 @@ def _check_split(folded: str, filename: str, names: dict[str, str], shares: bool
 def test_threads_have_their_own_python_frames(python, tmp_path):
     script = tmp_path / "thr.py"
     script.write_text(THREADS)
-    # alpha's thread ~1.6 s of CPU: ~640 samples at 400 Hz. Enough that the process's first
-    # ~0.6 s on a fresh machine, while libpython's unwind table is built from .eh_frame (no
-    # cached table yet) and samples are stack copies unwound in user space without Python
-    # frames (bpf/profile.c, copy_user_stack), stays under the 30% the check allows: at 0.8 s
-    # a fresh clone's run had 139 of 240 samples with Python frames.
+    # alpha's thread ~1.6 s of CPU: ~640 samples at 400 Hz, whose first ~0.6 s on a fresh
+    # machine (libpython's unwind table built from .eh_frame: no cached table yet) are stack
+    # copies (test_record_python_copies.py checks their Python frames)
     folded, _ = record_folded(tmp_path, ["--", python, str(script),
                                          python_rounds(python, 1.6)])
     _check_split(folded, "thr.py", {"t-alpha": "alpha", "t-beta": "beta"})
@@ -145,9 +143,8 @@ def test_asyncio_tasks_show_their_coroutines(python, tmp_path):
 def test_multiprocessing_workers_have_python_frames(python, method, tmp_path):
     script = tmp_path / "mp.py"
     script.write_text(MULTIPROCESSING)
-    # workers that live for several drain windows (alpha's ~2 s of CPU): code objects are
-    # read at the drain after their samples, so a worker that exits within its first window
-    # may be gone by then and its Python frames stay unnamed (a known limit)
+    # workers that live for several drain windows (alpha's ~2 s of CPU); workers gone before
+    # the drain after their samples: test_record_python_copies.py
     folded, _ = record_folded(tmp_path, ["--", python, str(script),
                                          python_rounds(python, 2.0), method])
     # no 1:2 check: the two run in parallel, then beta alone, and the same work's CPU time

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from recorder.python import frames
+from recorder.python import tracker as tracker_module
+from recorder.python.kernel import PY_PROC
 from recorder.python.offsets import OFFSETS
 from recorder.python.process import PythonProcess, Unsupported
 
@@ -70,3 +74,36 @@ def test_a_snapshot_that_only_adds_mappings_keeps_the_entry_set(monkeypatch):
     assert calls == [(7, True)] and 7 in pf.processes
     pf.on_snapshot(8, [], added=True)  # not known as Python: looked at (the answer: no)
     assert 8 not in pf.processes
+
+
+def test_a_new_entry_is_eager_for_the_set_time(monkeypatch):
+    entries: list[bytes | None] = []
+    monkeypatch.setattr(frames, "python_info", lambda pid, mappings, proc: _info(pid))
+    before = time.monotonic_ns()
+    frames.PythonFrames(lambda pid, entry: entries.append(entry),
+                        eager_seconds=2.0).on_snapshot(7, [])
+    frames.PythonFrames(lambda pid, entry: entries.append(entry)).on_snapshot(8, [])
+    after = time.monotonic_ns()
+    # the last field of struct py_proc_t, compared with bpf_ktime_get_ns (CLOCK_MONOTONIC)
+    eager = [PY_PROC.unpack(e)[-1] for e in entries if e is not None]
+    assert before + 2_000_000_000 <= eager[0] <= after + 2_000_000_000
+    assert eager[1] == 0  # not eager: code objects are read at the drains only
+
+
+def test_read_now_reads_each_code_object_once(monkeypatch):
+    read: list[tuple[int, list[tuple[int, int]]]] = []
+
+    def fake_read(pid, wanted, version, types, time_ns):
+        keys = list(wanted)
+        read.append((pid, keys))
+        return [{"record": "pycode", "pid": pid, "addr": a, "py_checksum": c} for a, c in keys]
+
+    monkeypatch.setattr(tracker_module, "read_code_objects", fake_read)
+    pf, _calls, _ = _hook(monkeypatch, [_info(7)])
+    pf.on_snapshot(7, [])
+    assert len(pf.read_now(7, [(0x10, 1), (0x20, 2)], 0)) == 2
+    # sent again (the BPF map forgot it) or met in a drained sample: not read again
+    assert pf.read_now(7, [(0x10, 1), (0x30, 3)], 0)[0]["addr"] == 0x30
+    assert pf.rows([(7, [0xC0DE000000000010, 1 << 32])], 0) == []
+    assert pf.read_now(9, [(0x10, 1)], 0) == []  # not a Python process the recorder knows
+    assert read == [(7, [(0x10, 1), (0x20, 2)]), (7, [(0x30, 3)])]
