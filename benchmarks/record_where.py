@@ -25,6 +25,7 @@ from bench_load import start_churn, stop_churn  # benchmarks/ is sys.path[0]
 
 import recorder.bpf_program as bpf_program
 import recorder.python.frames as py_frames
+import recorder.python.tracker as py_tracker
 import recorder.session as session
 import recorder.snapshots as snapshots
 import recorder.stack_copies as stack_copies
@@ -39,6 +40,9 @@ STEPS: list[tuple[Any, str, str]] = [
     (unwinder.KernelTables, "_load_process", "loader: a snapshot's mapping list to BPF"),
     (unwinder.KernelTables, "_load", "  of which unwind tables read or built"),
     (bpf_program.ProfileProgram, "poll_events", "BPF events and stack copies (poll)"),
+    (session.Recorder, "_on_pycodes", "  of which code objects a young process met first"),
+    (session.Recorder, "_on_copy", "  of which stack copies taken (their code objects read)"),
+    (py_tracker, "read_code_objects", "code objects read (all of the above and the drains)"),
     (stack_copies.CopyUnwinder, "drain", "stack copies unwound in user space"),
     (py_frames.PythonFrames, "rows", "Python code objects read at each drain"),
     (session.MmapTracker, "poll", "the kernel's mmap records"),

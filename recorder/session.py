@@ -379,7 +379,9 @@ class Recorder:
                  added: bool) -> None:
             tables.set_process(pid, mappings)
             if python is not None:
-                python.on_snapshot(pid, [m for m, _f in mappings], added)
+                python.on_snapshot(pid, [m for m, _f in mappings], added,
+                                   {m.path: f for m, f in mappings if f is not None},
+                                   self.event_uids.get(pid))
 
         return hook
 
@@ -411,12 +413,14 @@ class Recorder:
         rows: list[Row] = []
         while self.pending:
             pid = self.pending.pop()
-            uid = self.event_uids.pop(pid, None)
+            uid = self.event_uids.get(pid)
             if uid is not None:
                 tracker.perfmaps.note_uid(pid, uid)
             mapped = pid in self.mapped
             self.mapped.discard(pid)
+            # the snapshot hook reads the uid too (whose interpreter file data it may share)
             rows.extend(tracker.observe(pid, self.forked_from.pop(pid, None), mapped=mapped))
+            self.event_uids.pop(pid, None)
         return rows
 
     def _finished(self, deadline: float | None) -> bool:

@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable, Iterable
 
 from recorder.btf import task_fsbase_offset
+from recorder.objects import ObjectFacts
 from recorder.procfs import Mapping
 from recorder.python.kernel import pyproc_entry
 from recorder.python.process import PythonProcess, Unsupported, python_info
-from recorder.python.tracker import CodeObjectTracker
+from recorder.python.tracker import CodeObjectTracker, StaticCode
 from recording.schema import Row
 
 
@@ -37,9 +38,14 @@ class PythonFrames:
         # at the first 3.8-3.10 process delayed its entry (and every snapshot after it)
         task_fsbase_offset()
 
-    def on_snapshot(self, pid: int, mappings: list[Mapping], added: bool = False) -> None:
+    def on_snapshot(self, pid: int, mappings: list[Mapping], added: bool = False,
+                    facts: dict[str, ObjectFacts] | None = None,
+                    uid: int | None = None) -> None:
         """added: the snapshot only adds mappings to the previous one (no exec, the same
-        process): an interpreter found before is still there, its entry still set."""
+        process): an interpreter found before is still there, its entry still set. facts:
+        the snapshot's objects by path, and uid the process's owner: with both, the code
+        objects in the interpreter file's own data are read once per file and owner
+        (tracker.StaticCode)."""
         if added and pid in self.processes:
             return
         info = python_info(pid, mappings, self.proc)
@@ -47,6 +53,12 @@ class PythonFrames:
             if self.processes.get(pid) != info:
                 self.tracker.forget(pid)  # a new interpreter (exec): old code objects are gone
                 self.processes[pid] = info
+            obj = (facts or {}).get(info.object_path)
+            if obj is not None and uid is not None:
+                self.tracker.static[pid] = StaticCode(
+                    (uid, obj.object_id), info.bias,
+                    tuple((p["vaddr"], p["vaddr"] + p["filesz"]) for p in obj.phdrs
+                          if p["filesz"]))
             # set even when unchanged: BPF drops the entry at exec and at exit (a new process
             # of a reused pid, or a non-PIE python exec'ing itself, looks the same here)
             eager_until = time.monotonic_ns() + self._eager_ns if self._eager_ns else 0
