@@ -150,7 +150,7 @@ def bpf_cost(python: str, script: Path, seconds: float, tmp: Path) -> list[Cost]
                                           (EAGER, "--python", 10, 20.0)):
         w = Workload(python, script)
         try:
-            path = tmp / f"cost{label}.parquet"
+            path = tmp / f"cost{flag}-{interval}s.parquet"
             (t, n, since_ns), _, _ = record(w.proc.pid, flag, length, path, grab=True,
                                             interval=interval)
         finally:

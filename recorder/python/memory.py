@@ -30,6 +30,11 @@ _IOV_MAX = 1024  # UIO_MAXIOV: ranges one call takes
 USER_TOP = 1 << 47  # x86-64 user addresses are below 2^47 (4-level page tables; 5-level: 2^56)
 
 
+def _readable(addr: int, size: int) -> bool:
+    """Whether a read is worth a system call: lengths and addresses come from the target."""
+    return 0 < size <= MAX_READ and addr > 0 and addr + size <= 1 << 56
+
+
 class ProcessMemory:
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -38,7 +43,7 @@ class ProcessMemory:
 
     def read(self, addr: int, size: int) -> bytes | None:
         """`size` bytes at `addr`, or None when any of them cannot be read."""
-        if size <= 0 or size > MAX_READ or addr <= 0 or addr + size > (1 << 56):
+        if not _readable(addr, size):
             return None
         buf = ctypes.create_string_buffer(size)
         local = _IoVec(ctypes.cast(buf, ctypes.c_void_p), size)
@@ -57,8 +62,7 @@ class ProcessMemory:
         "won't perform a partial transfer that splits a single iovec element"), so the
         ranges after a failed one are asked for again in the next call."""
         out: list[bytes | None] = [None] * len(spans)
-        todo = [i for i, (addr, size) in enumerate(spans)
-                if 0 < size <= MAX_READ and addr > 0 and addr + size <= (1 << 56)]
+        todo = [i for i, (addr, size) in enumerate(spans) if _readable(addr, size)]
         while todo:
             batch = todo[:_IOV_MAX]
             sizes = [spans[i][1] for i in batch]

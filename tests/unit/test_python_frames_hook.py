@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from recorder.objects import ObjectFacts
 from recorder.python import frames
 from recorder.python import tracker as tracker_module
 from recorder.python.kernel import PY_PROC
@@ -107,3 +108,37 @@ def test_read_now_reads_each_code_object_once(monkeypatch):
     assert pf.rows([(7, [0xC0DE000000000010, 1 << 32])], 0) == []
     assert pf.read_now(9, [(0x10, 1)], 0) == []  # not a Python process the recorder knows
     assert read == [(7, [(0x10, 1), (0x20, 2)]), (7, [(0x30, 3)])]
+
+
+def test_interpreter_file_code_objects_are_read_once_per_file_and_owner(monkeypatch):
+    read: list[tuple[int, list[tuple[int, int]]]] = []
+
+    def fake_read(pid, wanted, version, types, time_ns):
+        keys = list(wanted)
+        read.append((pid, keys))
+        return [{"record": "pycode", "pid": pid, "addr": a, "py_checksum": c,
+                 "name": f"f{a:x}", "path": "<frozen importlib._bootstrap>",
+                 "py_firstlineno": 1, "py_linetable": b"\x01"} for a, c in keys]
+
+    monkeypatch.setattr(tracker_module, "read_code_objects", fake_read)
+    pf, _calls, _ = _hook(monkeypatch, [_info(p) for p in (7, 8, 9)])
+    # the interpreter file's data at ELF 0x9f0000-0xa40000 (bias 0: non-PIE, as Debian's)
+    facts = {"/py": ObjectFacts("obj-1", "/py", "b1", "EXEC",
+                                [{"offset": 0, "vaddr": 0x9F0000, "filesz": 0x50000,
+                                  "memsz": 0x60000, "flags": 6}], 1, "08:01")}
+    pf.on_snapshot(7, [], facts=facts, uid=1000)
+    pf.on_snapshot(8, [], facts=facts, uid=1000)
+    pf.on_snapshot(9, [], facts=facts, uid=0)
+    static, heap = (0xA2C028, 4), (0x7F0000001000, 5)
+    assert len(pf.read_now(7, [static, heap], 0)) == 2
+    got = pf.read_now(8, [static, heap], 0)
+    # process 8 (same file, same user): the static one from the first read, with its own pid
+    assert read == [(7, [static, heap]), (8, [heap])]
+    row = next(r for r in got if r["addr"] == static[0])
+    assert row["pid"] == 8 and row["name"] == "fa2c028" and row["py_linetable"] == b"\x01"
+    assert pf.tracker.shared_hits == 1
+    pf.read_now(9, [static], 0)  # another user: its process could have rewritten the data
+    assert read[-1] == (9, [static])
+    # a checksum that differs is another object (or none): read
+    pf.read_now(8, [(static[0], 99)], 0)
+    assert read[-1] == (8, [(static[0], 99)])
