@@ -30,6 +30,7 @@ import recorder.session as session
 import recorder.snapshots as snapshots
 import recorder.stack_copies as stack_copies
 import recorder.unwinder as unwinder
+import recording.writer as writer
 from recorder.cli import main as record_main
 
 # (owner, attribute, label): the steps of the main loop and of the table loader
@@ -46,8 +47,10 @@ STEPS: list[tuple[Any, str, str]] = [
     (stack_copies.CopyUnwinder, "drain", "stack copies unwound in user space"),
     (py_frames.PythonFrames, "rows", "Python code objects read at each drain"),
     (session.MmapTracker, "poll", "the kernel's mmap records"),
-    (bpf_program.ProfileProgram, "drain", "count map drained"),
+    (bpf_program.ProfileProgram, "drain", "count and stack maps drained"),
     (session.Recorder, "_window_rows", "a window's sample rows"),
+    (writer.FileRecordingWriter, "end_window", "the window written (Arrow batch, fdatasync)"),
+    (writer, "rows_to_batch", "  of which rows to an Arrow batch"),
 ]
 
 

@@ -41,8 +41,10 @@ class BatchDrainer:
             err = ctypes.get_errno() if res != 0 else 0
             n = count.value
             if n:
-                yield (self._keys.raw[: n * self.key_size],
-                       self._values.raw[: n * self.value_size], n)
+                # string_at copies the n entries only; `.raw` would copy the whole buffer
+                # (1 MiB for 1,024 stacks) before the slice
+                yield (ctypes.string_at(self._keys, n * self.key_size),
+                       ctypes.string_at(self._values, n * self.value_size), n)
             if res != 0:
                 if err in (errno.ENOENT, 0):
                     return  # the whole map was walked
