@@ -1,5 +1,5 @@
-"""recording.schema.rows_to_batch: rows are turned into columns a run of same-keyed rows at a
-time; the batch must be what a row-by-row walk gives, whatever the key order and nulls."""
+"""recording.schema.rows_to_batch: each row's values land in its own row of each column,
+whatever the key order of neighbouring rows, and a column no row sets is null."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_runs_with_other_key_orders_and_null_columns_land_in_their_rows() -> Non
     rows: list[dict[str, object]] = [
         {"record": "sample", "pid": 1, "comm": "a", "count": 2, "user_stack": [1, 2]},
         {"record": "sample", "pid": 2, "comm": "b", "count": 3, "user_stack": None},
-        # same keys, another order: must not be zipped with the run before
+        # same keys as the rows before, in another order
         {"record": "sample", "count": 4, "pid": 3, "comm": "c", "user_stack": [3]},
         {"record": "mapping", "pid": 3, "addr": 0x1000, "size": 0x2000, "name": None},
         {"record": "window", "count": 9},
